@@ -95,7 +95,7 @@ class Settings(BaseSettings):
     friction_rules_file: Path | None = None
     pseudonym_key: SecretStr | None = None
     attributes_allowlist: tuple[str, ...] = ()
-    web_port: int = Field(default=6066, ge=1, le=65535)
+    web_port: int = Field(default=6066, ge=1, le=65535, description="worker HTTP: /healthz /readyz /metrics")
 
     # -- ClickHouse --------------------------------------------------------------------
     clickhouse_dsn: str = ""
@@ -103,6 +103,7 @@ class Settings(BaseSettings):
     sink_batch_rows: int = Field(default=20000, ge=1)
     sink_batch_seconds: float = Field(default=1.0, gt=0)
     sink_max_retry_s: float = Field(default=30.0, gt=0)
+    writer_port: int = Field(default=6067, ge=1, le=65535, description="writer HTTP: /healthz /readyz /metrics")
 
     @field_validator("bootstrap")
     @classmethod
