@@ -88,8 +88,7 @@ CREATE TABLE IF NOT EXISTS {db}.appointment_journeys
     event_count               UInt32,
     first_event_at            DateTime64(3, 'UTC'),
     last_event_at             DateTime64(3, 'UTC'),
-    is_final                  UInt8,
-    watermark                 DateTime64(3, 'UTC')
+    is_final                  UInt8
 )
 ENGINE = ReplacingMergeTree(version)
 ORDER BY appointment_id;
@@ -167,8 +166,7 @@ CREATE TABLE IF NOT EXISTS {db}.patient_journeys
     friction_visits_decided_90d         UInt32,
     clean_visits                        UInt32,
     clean_visits_returned_90d           UInt32,
-    clean_visits_decided_90d            UInt32,
-    watermark                           DateTime64(3, 'UTC')
+    clean_visits_decided_90d            UInt32
 )
 ENGINE = ReplacingMergeTree(version)
 ORDER BY patient_key;
