@@ -1,0 +1,31 @@
+-- Document how every site_hourly column is computed (sinks/rows.py recomputes the
+-- buckets from appointment_journeys FINAL). Comments only: safe to re-run.
+
+ALTER TABLE {db}.site_hourly
+    COMMENT COLUMN hour 'toStartOfHour(scheduled_start), UTC; appointments without scheduled_start are not counted',
+    COMMENT COLUMN computed_at 'when the bucket was recomputed (ReplacingMergeTree version: read with FINAL)',
+    COMMENT COLUMN appointments 'appointments scheduled in the hour, any status; 0 when the bucket became empty',
+    COMMENT COLUMN in_person 'modality = in_person',
+    COMMENT COLUMN telehealth 'modality = telehealth',
+    COMMENT COLUMN arrivals 'arrived_at or patient_joined_at is set',
+    COMMENT COLUMN completed 'status = completed',
+    COMMENT COLUMN no_shows 'no_show = 1 (the appointment_journeys metric)',
+    COMMENT COLUMN cancellations 'status in (cancelled, late_cancelled)',
+    COMMENT COLUMN late_cancellations 'late_cancelled = 1',
+    COMMENT COLUMN left_without_being_seen 'left_without_being_seen_at is set',
+    COMMENT COLUMN lobby_wait_n 'appointments with a lobby_wait_min',
+    COMMENT COLUMN lobby_wait_sum_min 'sum of lobby_wait_min (mean = sum / n)',
+    COMMENT COLUMN lobby_wait_p50_min 'quantileExactInclusive(0.5) of lobby_wait_min (numpy default interpolation)',
+    COMMENT COLUMN lobby_wait_p90_min 'quantileExactInclusive(0.9) of lobby_wait_min',
+    COMMENT COLUMN room_wait_n 'appointments with a room_wait_min',
+    COMMENT COLUMN room_wait_sum_min 'sum of room_wait_min',
+    COMMENT COLUMN room_wait_p50_min 'quantileExactInclusive(0.5) of room_wait_min',
+    COMMENT COLUMN room_wait_p90_min 'quantileExactInclusive(0.9) of room_wait_min',
+    COMMENT COLUMN provider_delay_n 'appointments with a provider_start_delay_min',
+    COMMENT COLUMN provider_delay_sum_min 'sum of provider_start_delay_min',
+    COMMENT COLUMN cycle_time_n 'appointments with a cycle_time_min',
+    COMMENT COLUMN cycle_time_sum_min 'sum of cycle_time_min',
+    COMMENT COLUMN cycle_time_p50_min 'quantileExactInclusive(0.5) of cycle_time_min',
+    COMMENT COLUMN telehealth_connected 'telehealth_connected = 1',
+    COMMENT COLUMN telehealth_abandoned 'telehealth_abandoned = 1',
+    COMMENT COLUMN friction_count 'sum of friction_count';
