@@ -1,0 +1,338 @@
+"""Every per-appointment metric of SPEC section 3, as a pure function of the facts.
+
+The journey is recomputed from its whole (deduplicated) fact set each time it changes,
+so the result cannot depend on the order the events arrived in: only the set of facts
+and the watermark matter. METRICS.md beside this file pins down each definition.
+
+>>> from streams.journey.metrics import JourneyPolicy, compute_journey
+>>> booked = [0, "appointment.booked", "cadence", "b1", "s1", "cardiology", "dr1", "pk",
+...     {"scheduled_start": 86_400_000, "duration_min": 20, "visit_type": "follow_up", "modality": "in_person"}]
+>>> arrived = [86_100_000, "patient.arrived", "kiosk", "a1", "s1", "cardiology", "dr1", "pk", {}]
+>>> view = compute_journey("appt-1", [booked, arrived], watermark_ms=0, policy=JourneyPolicy())
+>>> view.row["status"], view.row["lead_time_days"], view.row["arrival_offset_min"]
+('in_progress', 1.0, -5.0)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from streams.journey.facts import EVENT_ID, FIELDS, MS, PATIENT, PROVIDER, SITE, SOURCE, TYPE, DEPARTMENT, Fact, sort_key
+
+MINUTE_MS = 60_000
+DAY_MS = 86_400_000
+
+IN_PERSON_STAGES: tuple[tuple[str, str, str], ...] = (
+    # stage name, start event, end event
+    ("arrival_to_checkin", "patient.arrived", "patient.checked_in"),
+    ("lobby", "patient.checked_in", "patient.roomed"),
+    ("room", "patient.roomed", "provider.started"),
+    ("checkin_to_provider", "patient.checked_in", "provider.started"),
+    ("cycle", "patient.arrived", "patient.checked_out"),
+)
+TELEHEALTH_FAMILY_TYPES = frozenset(
+    {"session.created", "participant.joined", "participant.left", "connection.issue", "session.ended"}
+)
+IN_PERSON_PROGRESS = ("patient.arrived", "patient.checked_in", "patient.roomed", "provider.started")
+
+
+@dataclass(frozen=True, slots=True)
+class JourneyPolicy:
+    """The event-time rules of SPEC section 3 (defaults from the SPEC)."""
+
+    no_show_grace_min: float = 30.0
+    late_cancel_window_h: float = 24.0
+    close_after_h: float = 24.0
+
+    @property
+    def no_show_grace_ms(self) -> int:
+        return round(self.no_show_grace_min * MINUTE_MS)
+
+    @property
+    def late_cancel_window_ms(self) -> int:
+        return round(self.late_cancel_window_h * 60 * MINUTE_MS)
+
+    @property
+    def close_after_ms(self) -> int:
+        return round(self.close_after_h * 60 * MINUTE_MS)
+
+
+@dataclass(slots=True)
+class JourneyView:
+    """A journey as computed at one watermark: the table rows and what friction needs."""
+
+    row: dict[str, Any]
+    intervals: list[dict[str, Any]] = field(default_factory=list)
+    queue_waits: list[dict[str, Any]] = field(default_factory=list)
+    touchpoints: dict[str, int | None] = field(default_factory=dict)
+    flags: dict[str, int] = field(default_factory=dict)
+    stage: int = 0
+    deadlines: tuple[int, ...] = ()
+
+
+def _minutes(later: int | None, earlier: int | None) -> float | None:
+    if later is None or earlier is None:
+        return None
+    return (later - earlier) / MINUTE_MS
+
+
+def _pair_queue_waits(facts: list[Fact]) -> list[tuple[Fact, Fact | None]]:
+    """Greedy pairing per queue: each end closes the earliest open start not later than it."""
+    open_by_queue: dict[str, list[Fact]] = {}
+    pairs: list[tuple[Fact, Fact | None]] = []
+    for fact in facts:  # already in event-time order
+        kind = fact[TYPE]
+        if kind == "wait.started":
+            open_by_queue.setdefault(fact[FIELDS]["queue"], []).append(fact)
+        elif kind == "wait.ended":
+            waiting = open_by_queue.get(fact[FIELDS]["queue"])
+            if waiting:
+                pairs.append((waiting.pop(0), fact))
+    for waiting in open_by_queue.values():
+        pairs.extend((start, None) for start in waiting)
+    pairs.sort(key=lambda pair: sort_key(pair[0]))
+    return pairs
+
+
+def compute_journey(appointment_id: str, facts: list[Fact], watermark_ms: int, policy: JourneyPolicy) -> JourneyView:
+    facts = sorted(facts, key=sort_key)
+    first: dict[str, Fact] = {}
+    latest_schedule: Fact | None = None
+    duration: int | None = None
+    reschedules = 0
+    reminders: list[int] = []
+    patient_join: int | None = None
+    provider_join: int | None = None
+    patient_lefts: list[int] = []
+    drops: list[int] = []
+    issues = 0
+    has_telehealth_events = False
+    estimates: dict[str, list[tuple[int, float]]] = {}
+    for fact in facts:
+        kind = fact[TYPE]
+        first.setdefault(kind, fact)
+        fields = fact[FIELDS]
+        if kind == "appointment.booked" or kind == "appointment.rescheduled":
+            latest_schedule = fact
+            duration = fields.get("duration_min", duration)
+            reschedules += kind == "appointment.rescheduled"
+        elif kind == "appointment.reminder_sent":
+            reminders.append(fact[MS])
+        elif kind == "wait.estimate_published":
+            estimates.setdefault(fields["queue"], []).append((fact[MS], float(fields["estimated_wait_min"])))
+        elif kind in TELEHEALTH_FAMILY_TYPES:
+            has_telehealth_events = True
+            if kind == "participant.joined":
+                if fields["role"] == "patient":
+                    patient_join = fact[MS] if patient_join is None else patient_join
+                elif provider_join is None:
+                    provider_join = fact[MS]
+            elif kind == "participant.left":
+                if fields["role"] == "patient":
+                    patient_lefts.append(fact[MS])
+                if fields["reason"] == "dropped":
+                    drops.append(fact[MS])
+            elif kind == "connection.issue":
+                issues += 1
+
+    booked = first.get("appointment.booked")
+    scheduled: int | None = latest_schedule[FIELDS]["scheduled_start"] if latest_schedule else None
+    modality: str | None = booked[FIELDS]["modality"] if booked else None
+    is_telehealth = modality == "telehealth" or (booked is None and has_telehealth_events)
+    # Identity: the latest scheduling event says where the visit is; else the first event.
+    anchor = latest_schedule or facts[0]
+    provider = anchor[PROVIDER]
+    if provider is None:
+        provider = next((f[PROVIDER] for f in facts if f[PROVIDER] is not None), None)
+
+    def at(kind: str) -> int | None:
+        fact = first.get(kind)
+        return fact[MS] if fact else None
+
+    arrived, checked_in, roomed = at("patient.arrived"), at("patient.checked_in"), at("patient.roomed")
+    started, checked_out, lwbs = at("provider.started"), at("patient.checked_out"), at("patient.left_without_being_seen")
+
+    cancelled = first.get("appointment.cancelled")
+    late_cancelled: bool | None
+    if cancelled is None:
+        late_cancelled = False
+    elif scheduled is None:
+        late_cancelled = None
+    else:
+        late_cancelled = (
+            cancelled[FIELDS]["cancelled_by"] == "patient"
+            and scheduled - cancelled[MS] < policy.late_cancel_window_ms
+        )
+
+    deadline = scheduled + policy.no_show_grace_ms if scheduled is not None else None
+    deadline_passed = deadline is not None and watermark_ms >= deadline
+    showed_up = patient_join if is_telehealth else arrived
+    inferred_no_show = (
+        cancelled is None and deadline_passed and (showed_up is None or showed_up > deadline)  # type: ignore[operator]
+    )
+    explicit_no_show = "appointment.no_show" in first
+    no_show = explicit_no_show or inferred_no_show
+
+    if is_telehealth:
+        completed = patient_join is not None and "session.ended" in first
+        in_progress = patient_join is not None
+    else:
+        completed = checked_out is not None
+        in_progress = any(kind in first for kind in IN_PERSON_PROGRESS)
+    if cancelled is not None:
+        status = "late_cancelled" if late_cancelled else "cancelled"
+    elif explicit_no_show:
+        status = "no_show"
+    elif completed:
+        status = "completed"
+    elif lwbs is not None:
+        status = "left_without_being_seen"
+    elif inferred_no_show:
+        status = "no_show"
+    elif in_progress:
+        status = "in_progress"
+    else:
+        status = "scheduled"
+
+    # Queues.
+    queue_wait_min: dict[str, float] = {}
+    queue_abandoned: dict[str, int] = {}
+    queue_rows: list[dict[str, Any]] = []
+    worst_error: float | None = None
+    touch_wait_errors: dict[str, int | None] = {}
+    for start, end in _pair_queue_waits(facts):
+        queue = start[FIELDS]["queue"]
+        wait_key = f"{start[SOURCE]}/{start[EVENT_ID]}"
+        minutes = _minutes(end[MS], start[MS]) if end else None
+        outcome = end[FIELDS]["outcome"] if end else None
+        estimate = error = None
+        if end is not None and outcome == "called":
+            queue_wait_min[queue] = queue_wait_min.get(queue, 0.0) + minutes  # type: ignore[operator]
+            told = [value for ms, value in estimates.get(queue, ()) if ms <= end[MS]]
+            if told:
+                estimate = told[-1]
+                error = minutes - estimate  # type: ignore[operator]
+                if worst_error is None or abs(error) > abs(worst_error):
+                    worst_error = error
+                touch_wait_errors[wait_key] = end[MS]
+        elif end is not None:
+            queue_abandoned[queue] = queue_abandoned.get(queue, 0) + 1
+        queue_rows.append(
+            {
+                "queue": queue,
+                "wait_key": wait_key,
+                "started_at": start[MS],
+                "ended_at": end[MS] if end else None,
+                "outcome": outcome,
+                "wait_min": minutes,
+                "estimated_wait_min": estimate,
+                "estimate_error_min": error,
+            }
+        )
+
+    abandoned: bool | None = None
+    connected: bool | None = None
+    virtual_wait: float | None = None
+    if is_telehealth:
+        connected = patient_join is not None and provider_join is not None
+        abandoned = any(provider_join is None or provider_join > left for left in patient_lefts)
+        if patient_join is not None and provider_join is not None and patient_join < provider_join:
+            virtual_wait = _minutes(provider_join, patient_join)
+
+    row: dict[str, Any] = {
+        "appointment_id": appointment_id,
+        "patient_key": (booked or facts[0])[PATIENT],
+        "site_id": anchor[SITE],
+        "department": anchor[DEPARTMENT],
+        "provider_id": provider,
+        "modality": modality,
+        "visit_type": booked[FIELDS]["visit_type"] if booked else None,
+        "scheduled_start": scheduled,
+        "duration_min": duration,
+        "booked_at": booked[MS] if booked else None,
+        "status": status,
+        "lead_time_days": (scheduled - booked[MS]) / DAY_MS if booked and scheduled is not None else None,
+        "reschedule_count": reschedules,
+        "late_cancelled": None if late_cancelled is None else int(late_cancelled),
+        "cancelled_by": cancelled[FIELDS]["cancelled_by"] if cancelled else None,
+        "cancelled_at": cancelled[MS] if cancelled else None,
+        "no_show": int(no_show),
+        "arrived_at": arrived,
+        "checked_in_at": checked_in,
+        "checkin_channel": first["patient.checked_in"][FIELDS]["channel"] if checked_in is not None else None,
+        "roomed_at": roomed,
+        "provider_started_at": started,
+        "checked_out_at": checked_out,
+        "left_without_being_seen_at": lwbs,
+        "arrival_offset_min": _minutes(arrived, scheduled),
+        "arrival_to_checkin_min": _minutes(checked_in, arrived),
+        "lobby_wait_min": _minutes(roomed, checked_in),
+        "room_wait_min": _minutes(started, roomed),
+        "checkin_to_provider_min": _minutes(started, checked_in),
+        "provider_start_delay_min": _minutes(started, scheduled),
+        "cycle_time_min": _minutes(checked_out, arrived),
+        "queue_wait_min": queue_wait_min,
+        "queue_abandoned": queue_abandoned,
+        "wait_estimate_error_min": worst_error,
+        "patient_joined_at": patient_join,
+        "provider_joined_at": provider_join,
+        "patient_join_offset_min": _minutes(patient_join, scheduled) if is_telehealth else None,
+        "provider_join_offset_min": _minutes(provider_join, scheduled) if is_telehealth else None,
+        "virtual_wait_min": virtual_wait,
+        "telehealth_connected": None if connected is None else int(connected),
+        "telehealth_abandoned": None if abandoned is None else int(abandoned),
+        "drop_count": len(drops),
+        "connection_issue_count": issues,
+        "reminders_sent": sum(1 for ms in reminders if scheduled is not None and ms < scheduled),
+        "event_count": len(facts),
+        "first_event_at": facts[0][MS],
+        "last_event_at": facts[-1][MS],
+    }
+
+    intervals = []
+    stage_times = {"patient.arrived": arrived, "patient.checked_in": checked_in, "patient.roomed": roomed,
+                   "provider.started": started, "patient.checked_out": checked_out}
+    for stage, begin_kind, end_kind in IN_PERSON_STAGES:
+        begin, end_ms = stage_times[begin_kind], stage_times[end_kind]
+        if begin is not None:
+            intervals.append({"stage": stage, "started_at": begin, "ended_at": end_ms, "minutes": _minutes(end_ms, begin)})
+    if is_telehealth and patient_join is not None and (provider_join is None or patient_join < provider_join):
+        intervals.append({"stage": "virtual_wait", "started_at": patient_join, "ended_at": provider_join,
+                          "minutes": virtual_wait})
+
+    final = scheduled is not None and watermark_ms >= scheduled + policy.close_after_ms
+    row["is_final"] = int(final)
+    abandon_at = next((left for left in patient_lefts if provider_join is None or provider_join > left), None)
+    touchpoints: dict[str, int | None] = {
+        "lobby_wait_min": roomed,
+        "room_wait_min": started,
+        "provider_start_delay_min": started,
+        "cycle_time_min": checked_out,
+        "arrival_to_checkin_min": checked_in,
+        "checkin_to_provider_min": started,
+        "arrival_offset_min": arrived,
+        "virtual_wait_min": provider_join,
+        "patient_join_offset_min": patient_join,
+        "provider_join_offset_min": provider_join,
+        "telehealth_abandoned": abandon_at,
+        "drop_count": drops[-1] if drops else None,
+        "connection_issue_count": None,
+        "no_show": scheduled,
+        "late_cancelled": scheduled,
+        "left_without_being_seen": lwbs,
+        "lead_time_days": scheduled,
+        **{f"wait:{key}": ms for key, ms in touch_wait_errors.items()},
+    }
+    deadlines = tuple(
+        d for d in (deadline, scheduled + policy.close_after_ms if scheduled is not None else None) if d is not None
+    )
+    return JourneyView(
+        row=row,
+        intervals=intervals,
+        queue_waits=queue_rows,
+        touchpoints=touchpoints,
+        flags={"left_without_being_seen": int(lwbs is not None)},
+        stage=int(deadline_passed) + 2 * int(final),
+        deadlines=deadlines,
+    )

@@ -1,0 +1,157 @@
+"""The per-appointment journey state machine and what it emits.
+
+A :class:`JourneyState` is the deduplicated set of an appointment's facts plus the
+version and row keys it last emitted. Applying facts is idempotent and commutative;
+:meth:`JourneyState.evaluate` turns the state and a watermark into versioned rows.
+
+The version is ``4 * number_of_facts + stage`` where stage counts the event-time
+thresholds the watermark has crossed (no-show deadline: 1, journey closed: 2). The
+facts only grow and the thresholds only pass, so a later state always carries a
+larger version, and the same facts at the same stage always give the same rows: the
+ClickHouse tables keep the row with the largest version.
+
+>>> from streams.journey.state import JourneyState
+>>> from streams.journey.metrics import JourneyPolicy
+>>> state = JourneyState()
+>>> arrived = [1_000, "patient.arrived", "kiosk", "e1", "s1", "cardiology", None, "pk", {}]
+>>> state.add(arrived), state.add(list(arrived))
+(True, False)
+>>> emission = state.evaluate("a1", watermark_ms=0, policy=JourneyPolicy(), rules=())
+>>> emission.version, emission.bundle["appointment_journeys"][0]["status"]
+(4, 'in_progress')
+>>> state.evaluate("a1", watermark_ms=0, policy=JourneyPolicy(), rules=()) is None
+True
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from streams.journey.facts import EVENT_ID, SOURCE, Fact
+from streams.journey.friction import Rule, evaluate as evaluate_friction
+from streams.journey.metrics import JourneyPolicy, JourneyView, compute_journey
+
+Bundle = dict[str, list[dict[str, Any]]]
+
+_CONTEXT_COLUMNS = ("site_id", "department", "provider_id")
+
+
+@dataclass(slots=True)
+class Emission:
+    """What one new journey version sends downstream."""
+
+    version: int
+    bundle: Bundle
+    patient_update: dict[str, Any]
+    deadlines: tuple[int, ...]
+
+
+class JourneyState:
+    """Facts keyed by (source, event_id), and the row keys of the last emitted version."""
+
+    __slots__ = ("facts", "version", "emitted", "dirty")
+
+    def __init__(self, facts: dict[str, Fact] | None = None, version: int = 0, emitted: list[str] | None = None):
+        self.facts: dict[str, Fact] = facts or {}
+        self.version = version
+        self.emitted: list[str] = emitted or []
+        # Whether the stored bytes are behind this object: unchanged states are not rewritten.
+        self.dirty = False
+
+    # -- persistence ---------------------------------------------------------------
+
+    def to_bytes(self) -> bytes:
+        return orjson.dumps({"f": list(self.facts.values()), "v": self.version, "e": self.emitted})
+
+    @classmethod
+    def from_bytes(cls, raw: bytes) -> JourneyState:
+        data = orjson.loads(raw)
+        return cls({_dedupe_key(f): f for f in data["f"]}, data["v"], data["e"])
+
+    # -- transitions -----------------------------------------------------------------
+
+    def add(self, fact: Fact) -> bool:
+        """Add a fact; ``False`` for a duplicate. Of two differing copies the canonically
+        smaller is kept, so the surviving copy does not depend on arrival order."""
+        key = _dedupe_key(fact)
+        known = self.facts.get(key)
+        if known is None:
+            self.facts[key] = fact
+            self.dirty = True
+            return True
+        if known != fact and orjson.dumps(fact) < orjson.dumps(known):
+            self.facts[key] = fact
+            self.dirty = True
+        return False
+
+    def evaluate(
+        self, appointment_id: str, watermark_ms: int, policy: JourneyPolicy, rules: tuple[Rule, ...]
+    ) -> Emission | None:
+        """The next version's rows, or ``None`` when nothing changed since the last one."""
+        view = compute_journey(appointment_id, list(self.facts.values()), watermark_ms, policy)
+        version = 4 * len(self.facts) + view.stage
+        if version <= self.version:
+            return None
+        hits = evaluate_friction(view, rules)
+        bundle, keys = _rows(view, hits, version)
+        for stale in sorted(set(self.emitted) - set(keys)):
+            table, key = stale.split("|", 1)
+            bundle[table].append(_tombstone(table, appointment_id, key, version, view.row))
+        self.version, self.emitted, self.dirty = version, keys, True
+        row = view.row
+        patient_update = {
+            "appointment_id": appointment_id,
+            "version": version,
+            "patient_key": row["patient_key"],
+            "status": row["status"],
+            "scheduled_start": row["scheduled_start"],
+            "friction_rules": sorted({hit["rule"] for hit in hits}),
+            **{column: row[column] for column in _CONTEXT_COLUMNS},
+        }
+        return Emission(version, bundle, patient_update, view.deadlines)
+
+
+def _dedupe_key(fact: Fact) -> str:
+    return f"{fact[SOURCE]}\x1f{fact[EVENT_ID]}"
+
+
+def _rows(view: JourneyView, hits: list[dict[str, Any]], version: int) -> tuple[Bundle, list[str]]:
+    row = view.row
+    appointment_id = row["appointment_id"]
+    context = {column: row[column] for column in _CONTEXT_COLUMNS}
+    journey = {**row, "version": version, "friction_count": len(hits), "friction_rules": sorted({h["rule"] for h in hits})}
+    live = {"version": version, "is_deleted": 0, "appointment_id": appointment_id, **context}
+    intervals = [{**live, "modality": row["modality"], **interval} for interval in view.intervals]
+    waits = [{**live, **wait} for wait in view.queue_waits]
+    friction = [
+        {**live, "modality": row["modality"], "scheduled_start": row["scheduled_start"], **hit} for hit in hits
+    ]
+    keys = (
+        [f"stage_intervals|{i['stage']}" for i in intervals]
+        + [f"queue_waits|{w['queue']}\x1f{w['wait_key']}" for w in waits]
+        + [f"friction_events|{f['rule']}\x1f{f['hit_key']}" for f in friction]
+    )
+    bundle: Bundle = {
+        "appointment_journeys": [journey],
+        "stage_intervals": intervals,
+        "queue_waits": waits,
+        "friction_events": friction,
+    }
+    return bundle, sorted(keys)
+
+
+def _tombstone(table: str, appointment_id: str, key: str, version: int, row: dict[str, Any]) -> dict[str, Any]:
+    """A row that deletes a key the previous version emitted (ReplacingMergeTree is_deleted)."""
+    base = {"appointment_id": appointment_id, "version": version, "is_deleted": 1,
+            **{column: row[column] for column in _CONTEXT_COLUMNS}}
+    if table == "stage_intervals":
+        return {**base, "stage": key, "modality": row["modality"], "started_at": 0, "ended_at": None, "minutes": None}
+    first, second = key.split("\x1f", 1)
+    if table == "queue_waits":
+        return {**base, "queue": first, "wait_key": second, "started_at": 0, "ended_at": None, "outcome": None,
+                "wait_min": None, "estimated_wait_min": None, "estimate_error_min": None}
+    return {**base, "rule": first, "hit_key": second, "severity": "", "modality": row["modality"],
+            "occurred_at": 0, "scheduled_start": None, "value": 0.0, "threshold": 0.0}
