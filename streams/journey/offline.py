@@ -123,6 +123,7 @@ class OfflinePipeline:
         if dead:
             result.bundles.append({"deadletters": dead})
         emissions = self.journeys.process(self.journey_store, 0, by_appointment)
+        emissions += self.journeys.fire(self.journey_store, 0)
         if event_rows:
             result.bundles.append({"events": event_rows})
         self._patients(emissions, result)
@@ -133,5 +134,7 @@ class OfflinePipeline:
         for emission in emissions:
             result.bundles.append(emission.bundle)
             updates[emission.patient_update["patient_key"]].append(emission.patient_update)
-        result.bundles.extend(emission.bundle for emission in self.patients.process(self.patient_store, 0, updates))
+        patient_emissions = self.patients.process(self.patient_store, 0, updates)
+        patient_emissions += self.patients.fire(self.patient_store, 0)
+        result.bundles.extend(emission.bundle for emission in patient_emissions)
         result.counts["journey_versions"] += len(emissions)
