@@ -90,14 +90,21 @@ def free_port(host: str = "127.0.0.1") -> int:
 
 
 def _admin(bootstrap: str, timeout_s: float = 10.0):  # type: ignore[no-untyped-def]
+    """A kafka-python admin client, or :class:`BrokerError` naming the address it cannot reach."""
     # Imported here: kafka-python is heavy and only needed when talking to a broker.
     from kafka.admin import KafkaAdminClient
+    from kafka.errors import KafkaError
 
-    return KafkaAdminClient(
-        bootstrap_servers=bootstrap,
-        client_id="journeys-admin",
-        request_timeout_ms=int(timeout_s * 1000),
-    )
+    try:
+        return KafkaAdminClient(
+            bootstrap_servers=bootstrap,
+            client_id="journeys-admin",
+            request_timeout_ms=int(timeout_s * 1000),
+            bootstrap_timeout_ms=int(timeout_s * 1000),
+            reconnect_backoff_max_ms=1000,
+        )
+    except KafkaError as error:
+        raise BrokerError(f"cannot reach Kafka at {bootstrap} within {timeout_s:g}s: {error}") from error
 
 
 def _name(described: Mapping[str, object]) -> str:
