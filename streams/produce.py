@@ -46,7 +46,7 @@ PRODUCER_NAME = b"journeys-produce"
 _PROGRESS_STEP = 1024  # tqdm.update per event would cost more than the send itself
 
 
-def quiet_kafka_clients(level: int = logging.ERROR) -> None:
+def quiet_kafka_clients(level: int = logging.CRITICAL) -> None:
     """Silence kafka-python and aiokafka below ``level``: they log every connection attempt; we report failures ourselves."""
     for name in ("kafka", "aiokafka"):
         logging.getLogger(name).setLevel(level)
