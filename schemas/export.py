@@ -121,7 +121,7 @@ _EXAMPLE_FIELDS: dict[str, dict[str, Any]] = {
 }
 
 
-def example_event(event_type: str, **overrides: Any) -> dict[str, Any]:
+def example_event(event_type: str, /, **overrides: Any) -> dict[str, Any]:
     """A valid event of ``event_type`` (contract v1) as a dict; ``overrides`` replace fields."""
     if event_type not in _EXAMPLE_FIELDS:
         raise KeyError(f"not an event type of contract v1: {event_type!r}")
