@@ -122,6 +122,7 @@ class OfflinePipeline:
                 dead.append(outcome.row)
         if dead:
             result.bundles.append({"deadletters": dead})
+        self.journeys.observe(fact for facts in by_appointment.values() for fact in facts)
         emissions = self.journeys.process(self.journey_store, 0, by_appointment)
         emissions += self.journeys.fire(self.journey_store, 0)
         if event_rows:

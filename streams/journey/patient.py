@@ -50,21 +50,22 @@ class PatientEmission:
 
 
 class PatientState:
-    __slots__ = ("appointments", "version", "emitted")
+    __slots__ = ("appointments", "version", "emitted", "partition")
 
     def __init__(self, appointments: dict[str, list[Any]] | None = None, version: int = 0,
-                 emitted: list[str] | None = None):
+                 emitted: list[str] | None = None, partition: int = 0):
         self.appointments: dict[str, list[Any]] = appointments or {}
         self.version = version
         self.emitted: list[str] = emitted or []
+        self.partition = partition
 
     def to_bytes(self) -> bytes:
-        return orjson.dumps({"a": self.appointments, "v": self.version, "e": self.emitted})
+        return orjson.dumps({"a": self.appointments, "v": self.version, "e": self.emitted, "p": self.partition})
 
     @classmethod
     def from_bytes(cls, raw: bytes) -> PatientState:
         data = orjson.loads(raw)
-        return cls(data["a"], data["v"], data["e"])
+        return cls(data["a"], data["v"], data["e"], data["p"])
 
     def update(self, update: dict[str, Any]) -> bool:
         """Take an appointment's new version; ``False`` if it is not newer than the known one."""

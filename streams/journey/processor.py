@@ -26,6 +26,8 @@ from collections.abc import Iterable, Mapping, MutableMapping
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
+
 from streams.journey.facts import Fact
 from streams.journey.friction import Rule
 from streams.journey.metrics import JourneyPolicy
@@ -91,12 +93,10 @@ class JourneyProcessor:
     def process(
         self, store: MutableMapping[str, bytes], partition: int, batch: Mapping[str, list[Fact]]
     ) -> list[Emission]:
-        """Apply each appointment's new facts (one state read and write per appointment)."""
-        watermark_before = self.watermark.value
-        for facts in batch.values():
-            for fact in facts:
-                self.late_events += fact[0] < watermark_before
-                self.watermark.observe(fact[0])
+        """Apply each appointment's new facts (one state read and write per appointment).
+
+        Call :meth:`observe` with the whole input batch first, so that every partition of
+        a batch is evaluated at the same watermark."""
         watermark = self.watermark.value
         emissions = []
         for appointment_id, facts in batch.items():
@@ -108,6 +108,13 @@ class JourneyProcessor:
             if emission is not None:
                 emissions.append(emission)
         return emissions
+
+    def observe(self, facts: Iterable[Fact]) -> None:
+        """Advance the watermark over a batch; count the facts older than it was (late)."""
+        watermark_before = self.watermark.value
+        for fact in facts:
+            self.late_events += fact[0] < watermark_before
+            self.watermark.observe(fact[0])
 
     def fire(self, store: MutableMapping[str, bytes], partition: int) -> list[Emission]:
         """Re-evaluate the journeys of ``partition`` whose deadlines the watermark passed."""
@@ -125,11 +132,9 @@ class JourneyProcessor:
                 emissions.append(emission)
         return emissions
 
-    def reschedule(self, partition: int, appointment_ids: Iterable[str]) -> None:
-        """After a restart or rebalance: re-evaluate these stored journeys at the next firing."""
-        timers = self.timers.setdefault(partition, Timers())
-        for appointment_id in appointment_ids:
-            timers.push(appointment_id, (NO_WATERMARK + 1,))
+    def reschedule(self, store: Mapping[str, bytes], partitions: set[int]) -> int:
+        """After a restart or rebalance: re-evaluate the stored journeys of ``partitions``."""
+        return _reschedule(self.timers, store, partitions)
 
     def _evaluate(
         self, store: MutableMapping[str, bytes], partition: int, appointment_id: str, state: JourneyState, watermark: int
@@ -143,6 +148,7 @@ class JourneyProcessor:
             store.pop(appointment_id, None)
             return None
         if state.dirty:
+            state.partition = partition
             store[appointment_id] = state.to_bytes()
             state.dirty = False
         return emission
@@ -154,6 +160,17 @@ def _evictable(state: JourneyState, watermark: int, policy: JourneyPolicy, reten
     starts = [fact[8]["scheduled_start"] for fact in state.facts.values() if "scheduled_start" in fact[8]]
     anchor = max([latest, *starts])
     return watermark >= anchor + policy.close_after_ms + retention_ms
+
+
+def _reschedule(timers: dict[int, Timers], store: Mapping[str, bytes], partitions: set[int]) -> int:
+    timers.clear()
+    count = 0
+    for key, raw in store.items():
+        partition = orjson.loads(raw)["p"]
+        if partition in partitions:
+            timers.setdefault(partition, Timers()).push(key, (NO_WATERMARK + 1,))
+            count += 1
+    return count
 
 
 class PatientProcessor:
@@ -178,6 +195,9 @@ class PatientProcessor:
                 emissions.append(emission)
         return emissions
 
+    def reschedule(self, store: Mapping[str, bytes], partitions: set[int]) -> int:
+        return _reschedule(self.timers, store, partitions)
+
     def fire(self, store: MutableMapping[str, bytes], partition: int) -> list[PatientEmission]:
         timers = self.timers.get(partition)
         if timers is None:
@@ -197,5 +217,6 @@ class PatientProcessor:
         emission = state.evaluate(patient_key, self.watermark.value)
         if emission is not None:
             self.timers.setdefault(partition, Timers()).push(patient_key, emission.deadlines)
+            state.partition = partition
             store[patient_key] = state.to_bytes()
         return emission

@@ -52,24 +52,27 @@ class Emission:
 class JourneyState:
     """Facts keyed by (source, event_id), and the row keys of the last emitted version."""
 
-    __slots__ = ("facts", "version", "emitted", "dirty")
+    __slots__ = ("facts", "version", "emitted", "partition", "dirty")
 
-    def __init__(self, facts: dict[str, Fact] | None = None, version: int = 0, emitted: list[str] | None = None):
+    def __init__(self, facts: dict[str, Fact] | None = None, version: int = 0, emitted: list[str] | None = None,
+                 partition: int = 0):
         self.facts: dict[str, Fact] = facts or {}
         self.version = version
         self.emitted: list[str] = emitted or []
+        # The source partition, kept so that timers can be rebuilt per partition after a rebalance.
+        self.partition = partition
         # Whether the stored bytes are behind this object: unchanged states are not rewritten.
         self.dirty = False
 
     # -- persistence ---------------------------------------------------------------
 
     def to_bytes(self) -> bytes:
-        return orjson.dumps({"f": list(self.facts.values()), "v": self.version, "e": self.emitted})
+        return orjson.dumps({"f": list(self.facts.values()), "v": self.version, "e": self.emitted, "p": self.partition})
 
     @classmethod
     def from_bytes(cls, raw: bytes) -> JourneyState:
         data = orjson.loads(raw)
-        return cls({_dedupe_key(f): f for f in data["f"]}, data["v"], data["e"])
+        return cls({_dedupe_key(f): f for f in data["f"]}, data["v"], data["e"], data["p"])
 
     # -- transitions -----------------------------------------------------------------
 
