@@ -1,0 +1,295 @@
+"""The whole pipeline on one machine: broker, stream workers, ClickHouse writer.
+
+Used by ``journeys replay`` and ``journeys demo``. The local broker (unless a
+bootstrap address is given) and the stream workers run as child processes; the
+ClickHouse writer runs in this process, because embedded ClickHouse (chdb) admits one
+process per data directory and this process also reads the results.
+
+Catching up is decided by end-of-input markers, never by end offsets: after the input,
+a marker goes to every partition of every input topic; the workers acknowledge it on
+every output partition after everything before it, and the writer stores the
+acknowledgement after everything before it, so when all acknowledgements are in
+ClickHouse, so is everything else.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+import uuid
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from schemas.decode import Rejected, decode
+from streams.broker import LocalBroker, free_port
+from streams.commands.worker import changelog_topics, check_topics
+from streams.config import Settings
+from streams.journey.facts import epoch_ms
+from streams.logs import get_logger
+from streams.worker import MARKER_HEADER, marker_value
+
+log = get_logger("streams.pipeline")
+
+
+@dataclass
+class FeedCounts:
+    """What the input held, as the contract judges it."""
+
+    read: int = 0
+    valid: int = 0
+    invalid: Counter[str] = field(default_factory=Counter)
+    max_occurred_ms: int | None = None
+
+    @property
+    def dead_lettered(self) -> int:
+        return sum(self.invalid.values())
+
+
+def expected_marker_rows(settings: Settings) -> int:
+    """Journey acks: input partitions x output partitions; patient acks: x patient partitions too."""
+    inputs = len(settings.input_topics) * settings.partitions
+    return inputs * settings.partitions + inputs * settings.partitions * settings.partitions
+
+
+class WorkerProcess:
+    """``journeys worker`` as a child process with its own data directory and web port."""
+
+    def __init__(self, settings: Settings, bootstrap: str, log_dir: Path, index: int):
+        self.web_port = free_port()
+        self.log_path = log_dir / f"worker-{index}.log"
+        env = {
+            **os.environ,
+            "JOURNEYS_BOOTSTRAP": bootstrap,
+            "JOURNEYS_WEB_PORT": str(self.web_port),
+            "JOURNEYS_DATA_DIR": str(log_dir / f"worker-{index}"),
+            "JOURNEYS_SESSION_TIMEOUT_S": str(settings.session_timeout_s),
+            "JOURNEYS_PARTITIONS": str(settings.partitions),
+            "JOURNEYS_LOG_FORMAT": "json",
+        }
+        self._log = self.log_path.open("wb")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "streams.cli", "worker"], env=env, stdout=self._log, stderr=subprocess.STDOUT
+        )
+
+    def get(self, path: str) -> tuple[int, bytes]:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.web_port}{path}", timeout=2) as response:
+                return response.status, response.read()
+        except OSError as error:
+            status = getattr(error, "code", 0)
+            return status, b""
+
+    def wait_ready(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"stream worker exited with {self.process.returncode}:\n{self.log_tail()}")
+            if self.get("/readyz")[0] == 200:
+                return
+            time.sleep(0.3)
+        raise TimeoutError(f"stream worker not ready after {timeout:g} s:\n{self.log_tail()}")
+
+    def metrics(self) -> dict[str, float]:
+        status, body = self.get("/metrics")
+        values: dict[str, float] = {}
+        for line in body.decode().splitlines():
+            if line and not line.startswith("#"):
+                name, _, value = line.partition(" ")
+                values[name] = float(value)
+        return values
+
+    def log_tail(self, limit: int = 3000) -> str:
+        self._log.flush()
+        return self.log_path.read_bytes()[-limit:].decode("utf-8", "replace")
+
+    def stop(self, timeout: float = 20.0) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self._log.close()
+
+
+class WriterThread:
+    """The ClickHouse writer's event loop in a thread of this process."""
+
+    def __init__(self, settings: Settings, bootstrap: str):
+        from sinks.writer import SinkWriter, WriterConfig
+
+        self.writer = SinkWriter(WriterConfig.from_settings(settings, bootstrap=bootstrap, port=None))
+        self._loop = asyncio.new_event_loop()
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="clickhouse-writer", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            self._loop.run_until_complete(self.writer.run())
+        except BaseException as error:  # noqa: BLE001 - reported by check()
+            self._error = error
+
+    def check(self) -> None:
+        if self._error is not None:
+            raise RuntimeError(f"ClickHouse writer failed: {self._error}") from self._error
+
+    def stop(self, timeout: float = 60.0) -> None:
+        if self._thread.is_alive():
+            self._loop.call_soon_threadsafe(self.writer.request_stop)
+            self._thread.join(timeout)
+        self.check()
+
+
+class LocalPipeline:
+    """Broker (local unless ``bootstrap``), ``workers`` stream workers and the writer.
+
+    >>> with LocalPipeline(settings) as pipeline:  # doctest: +SKIP
+    ...     counts = pipeline.feed(lines, origin="day.jsonl")
+    ...     pipeline.wait_until_processed(counts)
+    """
+
+    def __init__(self, settings: Settings, bootstrap: str | None = None, workers: int = 1):
+        self.settings = settings
+        self._external_bootstrap = bootstrap
+        self._workers_wanted = workers
+        self.broker: LocalBroker | None = None
+        self.workers: list[WorkerProcess] = []
+        self.writer: WriterThread | None = None
+        self.run_dir = Path(tempfile.mkdtemp(prefix="journeys-run-"))
+        self.bootstrap = bootstrap or ""
+
+    def __enter__(self) -> LocalPipeline:
+        try:
+            self.start()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stop()
+
+    def start(self) -> None:
+        from sinks.client import connect
+        from sinks.migrate import migrate
+
+        settings = self.settings
+        if self._external_bootstrap is None:
+            self.broker = LocalBroker(topics=(), partitions=settings.partitions).start()
+            self.bootstrap = self.broker.bootstrap
+        settings = self.settings = settings.model_copy(update={"bootstrap": self.bootstrap})
+        check_topics(settings)
+        log.info("topics_ready", bootstrap=self.bootstrap, partitions=settings.partitions,
+                 changelogs=changelog_topics(settings))
+        self.client = connect(settings.dsn)
+        migrate(self.client, settings.clickhouse_database)
+        self.writer = WriterThread(settings, self.bootstrap)
+        self.workers = [WorkerProcess(settings, self.bootstrap, self.run_dir, i) for i in range(self._workers_wanted)]
+        for worker in self.workers:
+            worker.wait_ready(timeout=120)
+        log.info("pipeline_started", workers=len(self.workers), run_dir=str(self.run_dir))
+
+    def feed(self, lines: Iterable[tuple[int, bytes]], origin: str = "input", progress: bool = True,
+             total: int | None = None) -> FeedCounts:
+        """Send every line to its family topic (unroutable ones to the dead-letter topic, and
+        their dead-letter rows straight to the output topic, since no worker sees them)."""
+        from tqdm import tqdm
+
+        from streams.produce import EventProducer
+
+        counts = FeedCounts()
+        unroutable: list[dict[str, Any]] = []
+        settings = self.settings
+        bar = tqdm(total=total, unit="ev", unit_scale=True, disable=not progress, desc="produce", mininterval=0.5)
+        with EventProducer(self.bootstrap, settings.topics, settings.topic_deadletter) as producer:
+            for line_number, raw in lines:
+                counts.read += 1
+                verdict = decode(raw)
+                if isinstance(verdict, Rejected):
+                    counts.invalid[verdict.reason] += 1
+                else:
+                    counts.valid += 1
+                    occurred = epoch_ms(verdict.occurred_at)
+                    if counts.max_occurred_ms is None or occurred > counts.max_occurred_ms:
+                        counts.max_occurred_ms = occurred
+                topic = producer.send_event(raw, origin, line_number)
+                if topic == settings.topic_deadletter:
+                    assert isinstance(verdict, Rejected)
+                    unroutable.append({"topic": f"file:{origin}", "partition": 0, "offset": line_number,
+                                       "reason": verdict.reason, "detail": verdict.detail,
+                                       "received_at": int(time.time() * 1000)})
+                if counts.read % 5000 == 0:
+                    bar.update(5000)
+            bar.update(counts.read % 5000)
+            bar.close()
+            for start in range(0, len(unroutable), 2000):
+                producer.send_raw(settings.topic_output, None, None,
+                                  orjson.dumps({"deadletters": unroutable[start:start + 2000]}))
+            producer.flush()
+        return counts
+
+    def send_markers(self, marker_id: str, final: bool, end_ms: int | None) -> None:
+        from streams.produce import EventProducer
+
+        with EventProducer(self.bootstrap, self.settings.topics, self.settings.topic_deadletter) as producer:
+            for topic in self.settings.input_topics:
+                for partition in range(self.settings.partitions):
+                    producer.send_raw(topic, partition, b"__marker__", marker_value(marker_id, final, end_ms),
+                                      [(MARKER_HEADER, marker_id.encode())])
+            producer.flush()
+
+    def wait_until_processed(self, final: bool = True, end_ms: int | None = None, timeout: float = 600.0,
+                             progress: bool = True) -> str:
+        """Send an end-of-input marker and block until ClickHouse holds everything before it."""
+        from sinks.markers import marker_rows
+
+        marker_id = f"marker-{uuid.uuid4().hex[:12]}"
+        self.send_markers(marker_id, final, end_ms)
+        expected = expected_marker_rows(self.settings)
+        deadline = time.monotonic() + timeout
+        shown = -1
+        while True:
+            assert self.writer is not None
+            self.writer.check()
+            for worker in self.workers:
+                if worker.process.poll() is not None:
+                    raise RuntimeError(f"stream worker exited with {worker.process.returncode}:\n{worker.log_tail()}")
+            seen = marker_rows(self.client, self.settings.clickhouse_database, marker_id)
+            if progress and seen != shown:
+                print(f"waiting for the pipeline: {seen}/{expected} end-of-input acknowledgements in ClickHouse",
+                      file=sys.stderr, flush=True)
+                shown = seen
+            if seen >= expected:
+                return marker_id
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"pipeline not caught up after {timeout:g} s: {seen}/{expected} acknowledgements")
+            time.sleep(0.3)
+
+    def worker_metrics(self) -> dict[str, float]:
+        total: Counter[str] = Counter()
+        for worker in self.workers:
+            total.update(worker.metrics())
+        return dict(total)
+
+    def stop(self) -> None:
+        for worker in self.workers:
+            worker.stop()
+        if self.writer is not None:
+            self.writer.stop()
+            self.writer = None
+        if self.broker is not None:
+            self.broker.stop()
+            self.broker = None
