@@ -20,6 +20,7 @@ import uuid
 from collections.abc import Callable, Iterator
 
 import pytest
+import structlog
 
 from streams.broker import LocalBroker, ensure_topics
 from streams.config import Settings
@@ -54,6 +55,19 @@ def make_topics(broker: LocalBroker) -> Callable[..., list[str]]:
         return names
 
     return make
+
+
+@pytest.fixture(autouse=True)
+def _restore_logging_config() -> Iterator[None]:
+    """Undo a command's configure_logging after each test.
+
+    ``journeys`` commands configure structlog to print to the *current* sys.stderr; under
+    pytest that is the test's capture file, closed after the test, and every later log
+    line (e.g. the session broker's shutdown) would fail with "I/O operation on closed file".
+    """
+    saved = structlog.get_config()
+    yield
+    structlog.configure(**saved)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
