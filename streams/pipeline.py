@@ -75,6 +75,7 @@ class WorkerProcess:
             "JOURNEYS_DATA_DIR": str(log_dir / f"worker-{index}"),
             "JOURNEYS_SESSION_TIMEOUT_S": str(settings.session_timeout_s),
             "JOURNEYS_PARTITIONS": str(settings.partitions),
+            "JOURNEYS_BATCH_SIZE": str(settings.batch_size),
             "JOURNEYS_LOG_FORMAT": "json",
         }
         self._log = self.log_path.open("wb")
