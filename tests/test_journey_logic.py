@@ -119,8 +119,8 @@ def test_queue_waits_estimates_and_abandonment():
         event("wait.started", 95, queue="imaging"),
     ]
     row = journey(lines)
-    assert row["queue_wait_min"] == {"lab": 45.0}
-    assert row["queue_abandoned"] == {"pharmacy": 1}
+    assert row["queue_wait_min"] == {"lab": 45.0, "pharmacy": 0.0}
+    assert row["queue_abandoned"] == {"lab": 0, "pharmacy": 1}
     # 40 - 12.5 for the first lab wait, 5 - 1 for the second: the largest in size wins.
     assert row["wait_estimate_error_min"] == 27.5
     waits = run(lines).rows("queue_waits")

@@ -207,6 +207,9 @@ def compute_journey(appointment_id: str, facts: list[Fact], watermark_ms: int, p
         minutes = _minutes(end[MS], start[MS]) if end else None
         outcome = end[FIELDS]["outcome"] if end else None
         estimate = error = None
+        if end is not None:
+            queue_wait_min.setdefault(queue, 0.0)
+            queue_abandoned.setdefault(queue, 0)
         if end is not None and outcome == "called":
             queue_wait_min[queue] = queue_wait_min.get(queue, 0.0) + minutes  # type: ignore[operator]
             told = [value for ms, value in estimates.get(queue, ()) if ms <= end[MS]]
