@@ -24,6 +24,7 @@ sinks.client.DsnError: unsupported ClickHouse DSN scheme 'clickhouse' (expected 
 
 from __future__ import annotations
 
+import fcntl
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -32,11 +33,15 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 import clickhouse_connect
 from clickhouse_connect.driver.client import Client
 
-__all__ = ["Client", "DsnError", "ParsedDsn", "connect", "is_chdb", "parse_dsn", "redact_dsn"]
+__all__ = ["ChdbBusyError", "Client", "DsnError", "ParsedDsn", "connect", "is_chdb", "parse_dsn", "redact_dsn"]
 
 
 class DsnError(ValueError):
     """The DSN is not one this project can open; the message says what is expected."""
+
+
+class ChdbBusyError(RuntimeError):
+    """Another process holds the chdb directory (chdb allows one process per directory)."""
 
 
 @dataclass(frozen=True)
@@ -121,7 +126,15 @@ def connect(dsn: str, database: str | None = None) -> Client:
         path = parsed.path.expanduser().resolve()
         path.mkdir(parents=True, exist_ok=True)
         # chdb compares engine paths literally: always hand it the resolved path.
-        client = clickhouse_connect.get_client(dsn=f"chdb://{path}")
+        try:
+            client = clickhouse_connect.get_client(dsn=f"chdb://{path}")
+        except Exception as error:
+            if _held_by_another_process(path):
+                raise ChdbBusyError(
+                    f"chdb directory {path} is in use by another process (a running `journeys writer`?): "
+                    "only one process can open it; query through that process (its /query endpoint) or stop it"
+                ) from error
+            raise
         if database and _database_exists(client, database):
             client.database = database
         return client
@@ -138,6 +151,23 @@ def connect(dsn: str, database: str | None = None) -> Client:
     if db and _database_exists(client, db):
         client.database = db
     return client
+
+
+def _held_by_another_process(path: Path) -> bool:
+    # ClickHouse holds an exclusive flock on <path>/status while an engine runs there.
+    # Probe it only after a failed open: our own engine's lock would look the same.
+    status = path / "status"
+    if not status.exists():
+        return False
+    try:
+        with status.open("rb") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(handle, fcntl.LOCK_UN)
+    except BlockingIOError:
+        return True
+    except OSError:
+        return False
+    return False
 
 
 def _database_exists(client: Client, database: str) -> bool:

@@ -1,0 +1,455 @@
+"""The Kafka -> ClickHouse writer: consume the output topic, insert rows, then commit.
+
+The output topic contract: each message value is a JSON object mapping a table name
+to a list of row objects, e.g. ``{"appointment_journeys": [{...}], "friction_events":
+[...]}``. Row keys are the table's column names; DateTime64 values are epoch
+milliseconds (UTC) or null, Maps are objects, Arrays lists. ``pipeline_markers`` rows
+get ``output_partition`` from the message's partition, and ``written_at`` /
+``ingested_at`` / ``received_at`` are filled when missing.
+
+Guarantees:
+
+- at least once, idempotent: offsets are committed only after the batch is in
+  ClickHouse; a redelivered batch replaces itself (ReplacingMergeTree keys and
+  versions), so a crash or rebalance never loses or double-counts a row;
+- markers last: a partition's marker rows are inserted only after every row before
+  them on that partition (and the ``site_hourly`` buckets they touch);
+- backpressure: while ClickHouse fails, the writer stops fetching (partitions
+  paused, buffer bounded) and retries with exponential backoff capped at
+  ``sink_max_retry_s``; it keeps polling so it stays in the consumer group.
+
+One writer per chdb directory (chdb is in-process); with a ClickHouse server run N
+writers in one consumer group. Embedding (``journeys replay`` / ``demo``)::
+
+    writer = SinkWriter(WriterConfig.from_settings(settings, port=None))
+    task = asyncio.create_task(writer.run())
+    ...
+    await wait_for_marker_async(client, settings.clickhouse_database, marker_id, expected, timeout=120)
+    await writer.stop()
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+import uuid
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field, replace
+from typing import Any, TypeVar
+
+import orjson
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.abc import ConsumerRebalanceListener
+from aiokafka.errors import KafkaError
+from clickhouse_connect.driver.client import Client
+
+from sinks.client import connect, redact_dsn
+from sinks.http import WriterHttp
+from sinks.metrics import WriterMetrics
+from sinks.migrate import migrate
+from sinks.readonly import READ_ONLY_SETTINGS
+from sinks.rows import RowWriter, with_output_partition
+from streams.config import Settings
+from streams.logs import get_logger
+
+log = get_logger("sinks.writer")
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class WriterConfig:
+    """Everything the writer needs; :meth:`from_settings` maps the ``JOURNEYS_*`` settings."""
+
+    bootstrap: str
+    topic: str
+    group_id: str
+    dsn: str
+    database: str = "journeys"
+    batch_rows: int = 20_000
+    batch_seconds: float = 1.0
+    max_retry_s: float = 30.0
+    session_timeout_s: float = 10.0
+    port: int | None = 6067  # None: no HTTP server; 0: any free port (see SinkWriter.http_port)
+    host: str = "0.0.0.0"
+    max_buffer_rows: int | None = None  # default 4 x batch_rows
+    run_migrations: bool = True
+    progress_every_s: float = 10.0
+    stop_flush_timeout_s: float | None = None  # default max_retry_s
+    client_id: str = field(default_factory=lambda: f"journeys-writer-{uuid.uuid4().hex[:8]}")
+
+    @classmethod
+    def from_settings(cls, settings: Settings, **overrides: Any) -> WriterConfig:
+        config = cls(
+            bootstrap=settings.bootstrap,
+            topic=settings.topic_output,
+            group_id=f"{settings.consumer_group}-clickhouse-writer",
+            dsn=settings.dsn,
+            database=settings.clickhouse_database,
+            batch_rows=settings.sink_batch_rows,
+            batch_seconds=settings.sink_batch_seconds,
+            max_retry_s=settings.sink_max_retry_s,
+            session_timeout_s=settings.session_timeout_s,
+            port=settings.writer_port,
+        )
+        return replace(config, **overrides)
+
+    @property
+    def buffer_limit(self) -> int:
+        return self.max_buffer_rows or 4 * self.batch_rows
+
+
+class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
+    def __init__(self, writer: SinkWriter) -> None:
+        self._writer = writer
+
+    async def on_partitions_revoked(self, revoked: Any) -> None:
+        await self._writer._on_revoked(set(revoked))
+
+    async def on_partitions_assigned(self, assigned: Any) -> None:
+        self._writer._on_assigned(set(assigned))
+
+
+class SinkWriter:
+    """Consume ``config.topic`` and write it to ClickHouse until :meth:`stop`."""
+
+    def __init__(self, config: WriterConfig) -> None:
+        self.config = config
+        self.metrics = WriterMetrics()
+        self._stop = asyncio.Event()
+        self._done = asyncio.Event()
+        self._lock = asyncio.Lock()  # one flush at a time (main loop vs rebalance callback)
+        # All ClickHouse calls on one thread: keeps the event loop (and the consumer's
+        # heartbeats) free during inserts, and chdb sees one caller.
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="clickhouse")
+        self._client: Client | None = None
+        # Reads (/query) get their own client and thread so they never hold up inserts.
+        self._read_executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="clickhouse-read")
+        self._reader: Client | None = None
+        self._rows: RowWriter | None = None
+        self._consumer: AIOKafkaConsumer | None = None
+        self._http: WriterHttp | None = None
+        self._bundles: list[dict[str, Any]] = []
+        self._offsets: dict[TopicPartition, int] = {}  # next offset to commit, per partition
+        self._buffer_since = 0.0
+        self._failures = 0
+        self._retry_at = 0.0
+        self._paused = False
+        self._alive_at = time.monotonic()
+        self._progress_at = time.monotonic()
+        self._progress_rows = 0
+
+    # -- lifecycle ---------------------------------------------------------------------
+
+    @property
+    def http_port(self) -> int | None:
+        """The bound HTTP port once running (useful with ``port=0``)."""
+        return self._http.port if self._http else None
+
+    @property
+    def alive(self) -> bool:
+        return not self._done.is_set() and time.monotonic() - self._alive_at < max(30.0, 3 * self.config.session_timeout_s)
+
+    async def run(self) -> None:
+        """Run until :meth:`stop` (or :meth:`request_stop`); flushes and commits on the way out."""
+        config = self.config
+        log.info(
+            "writer_starting", topic=config.topic, group=config.group_id, dsn=redact_dsn(config.dsn),
+            database=config.database, batch_rows=config.batch_rows, batch_seconds=config.batch_seconds,
+        )
+        try:
+            if config.port is not None:
+                self._http = WriterHttp(self, config.host, config.port)
+                await self._http.start()
+            await self._ensure_clickhouse()  # first attempt only: failures are retried by the loop
+            self._consumer = await self._start_consumer()
+            if self._consumer is None:
+                return  # stopped before Kafka was reachable
+            while not self._stop.is_set():
+                await self._step()
+            await self._flush_on_stop()
+        finally:
+            await self._shutdown()
+
+    def request_stop(self) -> None:
+        """Ask :meth:`run` to finish (safe from a signal handler)."""
+        self._stop.set()
+
+    async def stop(self) -> None:
+        """Ask :meth:`run` to finish and wait until it has."""
+        self.request_stop()
+        await self._done.wait()
+
+    async def _shutdown(self) -> None:
+        if self._consumer is not None:
+            try:
+                await self._consumer.stop()
+            except Exception as error:  # noqa: BLE001 - shutting down anyway
+                log.warning("consumer_stop_failed", error=str(error))
+        if self._http is not None:
+            await self._http.stop()
+        await self._in_clickhouse_thread(self._close_client)
+        await asyncio.get_running_loop().run_in_executor(self._read_executor, self._close_reader)
+        self._executor.shutdown(wait=True)
+        self._read_executor.shutdown(wait=True)
+        self.metrics.ready = False
+        self._done.set()
+        log.info("writer_stopped", rows_written=dict(self.metrics.rows_written), batches=self.metrics.batches)
+
+    async def _start_consumer(self) -> AIOKafkaConsumer | None:
+        config = self.config
+        delay = 0.5
+        while not self._stop.is_set():
+            consumer = AIOKafkaConsumer(
+                bootstrap_servers=config.bootstrap,
+                group_id=config.group_id,
+                client_id=config.client_id,
+                enable_auto_commit=False,
+                auto_offset_reset="earliest",
+                session_timeout_ms=int(config.session_timeout_s * 1000),
+                heartbeat_interval_ms=max(100, int(config.session_timeout_s * 1000 / 3)),
+                max_poll_records=2000,
+            )
+            try:
+                await consumer.start()
+            except KafkaError as error:
+                self.metrics.errors["consumer"] += 1
+                log.warning("kafka_unreachable", bootstrap=config.bootstrap, error=str(error), retry_in_s=delay)
+                await consumer.stop()
+                await self._sleep(delay)
+                delay = min(delay * 2, config.max_retry_s)
+                continue
+            consumer.subscribe([config.topic], listener=_Rebalance(self))
+            return consumer
+        return None
+
+    async def _sleep(self, seconds: float) -> None:
+        try:
+            await asyncio.wait_for(self._stop.wait(), timeout=seconds)
+        except TimeoutError:
+            pass
+
+    # -- main loop ---------------------------------------------------------------------
+
+    async def _step(self) -> None:
+        assert self._consumer is not None
+        self._alive_at = time.monotonic()
+        if self._offsets and self._flush_due() and time.monotonic() >= self._retry_at:
+            await self._flush()
+        self._apply_backpressure()
+        try:
+            batches = await self._consumer.getmany(timeout_ms=self._poll_timeout_ms(), max_records=2000)
+        except KafkaError as error:
+            self.metrics.errors["consumer"] += 1
+            log.warning("consume_failed", error=str(error))
+            await self._sleep(0.5)
+            return
+        for partition, records in batches.items():
+            for record in records:
+                self._add(partition, record.offset, record.value)
+        self._log_progress()
+
+    def _flush_due(self) -> bool:
+        return (
+            self.metrics.buffered_rows >= self.config.batch_rows
+            or time.monotonic() - self._buffer_since >= self.config.batch_seconds
+        )
+
+    def _poll_timeout_ms(self) -> int:
+        # Wake up in time for the next flush or retry, and often enough to see stop().
+        now = time.monotonic()
+        wake = now + 0.5
+        if self._offsets:
+            wake = min(wake, max(self._buffer_since + self.config.batch_seconds, self._retry_at))
+        return max(10, int((wake - now) * 1000))
+
+    def _apply_backpressure(self) -> None:
+        # Stop fetching while ClickHouse fails or the buffer is full; getmany() still
+        # runs (returning nothing) so the consumer keeps its group membership.
+        assert self._consumer is not None
+        should_pause = self._failures > 0 or self.metrics.buffered_rows >= self.config.buffer_limit
+        assigned = self._consumer.assignment()
+        if should_pause and not self._paused and assigned:
+            self._consumer.pause(*assigned)
+            self._paused = True
+            log.info("consumption_paused", buffered_rows=self.metrics.buffered_rows, clickhouse_failing=self._failures > 0)
+        elif not should_pause and self._paused:
+            self._consumer.resume(*assigned)
+            self._paused = False
+            log.info("consumption_resumed")
+
+    def _add(self, partition: TopicPartition, offset: int, value: bytes | None) -> None:
+        self.metrics.messages += 1
+        if not self._offsets:
+            self._buffer_since = time.monotonic()
+        self._offsets[partition] = offset + 1
+        try:
+            bundle = orjson.loads(value) if value is not None else None
+        except orjson.JSONDecodeError:
+            bundle = None
+        if not isinstance(bundle, dict):
+            # Never the payload in logs: rows can carry PHI-adjacent data.
+            self.metrics.errors["decode"] += 1
+            log.error("message_not_a_bundle", topic=partition.topic, partition=partition.partition, offset=offset)
+            return
+        self._bundles.append(with_output_partition(bundle, partition.partition))
+        self.metrics.buffered_rows += sum(len(rows) for rows in bundle.values() if isinstance(rows, list))
+
+    # -- flush -------------------------------------------------------------------------
+
+    async def _flush(self) -> bool:
+        """Insert the buffer, then commit its offsets; on failure keep it and schedule a retry."""
+        async with self._lock:
+            if not self._bundles and not self._offsets:
+                return True
+            bundles, offsets, rows = self._bundles, dict(self._offsets), self.metrics.buffered_rows
+            started = time.monotonic()
+            try:
+                counts, rejected = await self._in_clickhouse_thread(self._write, bundles)
+            except Exception as error:  # noqa: BLE001 - any failure: keep the batch, retry later
+                self._failures += 1
+                self.metrics.errors["insert"] += 1
+                self.metrics.ready = False
+                delay = min(self.config.max_retry_s, 0.5 * 2 ** (self._failures - 1)) * random.uniform(0.8, 1.0)
+                self._retry_at = time.monotonic() + delay
+                log.warning(
+                    "insert_failed", error=_short(error), attempt=self._failures, retry_in_s=round(delay, 2),
+                    buffered_rows=rows,
+                )
+                await self._in_clickhouse_thread(self._close_client)  # reconnect on the next attempt
+                return False
+            elapsed = time.monotonic() - started
+            self._bundles, self._offsets = [], {}
+            self.metrics.buffered_rows = 0
+            self.metrics.rows_written.update(counts)
+            self.metrics.rows_rejected.update(rejected)
+            self.metrics.batches += 1
+            self.metrics.batch_seconds_sum += elapsed
+            self._progress_rows += sum(n for table, n in counts.items() if table != "site_hourly")
+            if self._failures:
+                log.info("clickhouse_recovered", after_attempts=self._failures)
+            self._failures, self._retry_at = 0, 0.0
+            self.metrics.ready = True
+            await self._commit(offsets)
+            log.debug("batch_written", rows=rows, tables=counts, seconds=round(elapsed, 3))
+            return True
+
+    async def _commit(self, offsets: dict[TopicPartition, int]) -> None:
+        assert self._consumer is not None
+        try:
+            await self._consumer.commit(offsets)
+        except KafkaError as error:
+            # The rows are in ClickHouse; the worst case is a redelivery, which is idempotent.
+            self.metrics.errors["commit"] += 1
+            log.warning("commit_failed", error=str(error), partitions=len(offsets))
+            return
+        self.metrics.last_commit_time = time.time()
+
+    async def _flush_on_stop(self) -> None:
+        deadline = time.monotonic() + (self.config.stop_flush_timeout_s or self.config.max_retry_s)
+        while self._bundles or self._offsets:
+            if await self._flush():
+                return
+            if time.monotonic() >= deadline:
+                log.warning("stop_without_flush", buffered_rows=self.metrics.buffered_rows,
+                            note="not committed: these messages will be delivered again")
+                return
+            await asyncio.sleep(max(0.0, min(self._retry_at, deadline) - time.monotonic()))
+
+    async def _on_revoked(self, revoked: set[TopicPartition]) -> None:
+        # Hand partitions over clean: write and commit what we hold. If ClickHouse is
+        # down, drop the buffer uncommitted: the next owner gets those records again.
+        if self._bundles or self._offsets:
+            if not await self._flush():
+                log.warning("rebalance_buffer_dropped", buffered_rows=self.metrics.buffered_rows)
+                self._bundles, self._offsets = [], {}
+                self.metrics.buffered_rows = 0
+        self._paused = False  # a new assignment starts unpaused
+        log.info("partitions_revoked", partitions=len(revoked))
+
+    def _on_assigned(self, assigned: set[TopicPartition]) -> None:
+        self.metrics.assigned_partitions = len(assigned)
+        self._paused = False
+        log.info("partitions_assigned", partitions=sorted(tp.partition for tp in assigned))
+
+    # -- ClickHouse (runs on the ClickHouse thread) --------------------------------------
+
+    async def _in_clickhouse_thread(self, fn: Callable[..., T], *args: Any) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+
+    async def _ensure_clickhouse(self) -> None:
+        try:
+            await self._in_clickhouse_thread(self._open_client)
+            self.metrics.ready = True
+        except Exception as error:  # noqa: BLE001 - retried by the first flush
+            log.warning("clickhouse_unreachable", dsn=redact_dsn(self.config.dsn), error=_short(error))
+
+    def _open_client(self) -> RowWriter:
+        if self._rows is None:
+            client = connect(self.config.dsn)
+            try:
+                if self.config.run_migrations:
+                    migrate(client, self.config.database)
+            except Exception:
+                client.close()
+                raise
+            self._client, self._rows = client, RowWriter(client, self.config.database)
+        return self._rows
+
+    def _write(self, bundles: list[dict[str, Any]]) -> tuple[dict[str, int], dict[str, int]]:
+        rows = self._open_client()
+        counts = rows.write(bundles)
+        return counts, dict(rows.last_rejected)
+
+    async def read_query(self, statement: str, fmt: str) -> bytes:
+        """Run a read-only statement (already checked) with ``readonly = 1``; the raw output."""
+        return await asyncio.get_running_loop().run_in_executor(self._read_executor, self._read, statement, fmt)
+
+    def _read(self, statement: str, fmt: str) -> bytes:
+        if self._reader is None:
+            self._reader = connect(self.config.dsn, self.config.database)
+        try:
+            return bytes(self._reader.raw_query(statement, settings=READ_ONLY_SETTINGS, fmt=fmt))
+        except Exception:
+            self._close_reader()
+            raise
+
+    def _close_reader(self) -> None:
+        if self._reader is not None:
+            try:
+                self._reader.close()
+            except Exception:  # noqa: BLE001 - it is being thrown away
+                pass
+        self._reader = None
+
+    def _close_client(self) -> None:
+        if self._client is not None:
+            try:
+                self._client.close()
+            except Exception:  # noqa: BLE001 - it is being thrown away
+                pass
+        self._client, self._rows = None, None
+
+    # -- logs --------------------------------------------------------------------------
+
+    def _log_progress(self) -> None:
+        now = time.monotonic()
+        elapsed = now - self._progress_at
+        if elapsed < self.config.progress_every_s:
+            return
+        log.info(
+            "writer_progress",
+            rows_per_s=round(self._progress_rows / elapsed, 1),
+            rows_written=sum(n for t, n in self.metrics.rows_written.items() if t != "site_hourly"),
+            batches=self.metrics.batches,
+            buffered_rows=self.metrics.buffered_rows,
+            partitions=self.metrics.assigned_partitions,
+            clickhouse_failing=self._failures > 0,
+        )
+        self._progress_at, self._progress_rows = now, 0
+
+
+def _short(error: BaseException, limit: int = 300) -> str:
+    text = f"{type(error).__name__}: {error}"
+    return text if len(text) <= limit else text[:limit] + "..."
