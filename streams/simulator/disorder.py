@@ -109,7 +109,8 @@ class Delivery:
     def deliver_at(self, occurred_ms: int) -> int:
         """When the event reaches the broker."""
         rng = self.rng
-        at = occurred_ms + rng.randint(50, 2000)  # transport latency
+        # random() arithmetic rather than randint(): this runs for every event.
+        at = occurred_ms + 50 + int(rng.random() * 1950)  # transport latency
         draw = rng.random()
         if draw < self.late:
             at += rng.randint(HOUR, 12 * HOUR)

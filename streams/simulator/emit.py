@@ -17,7 +17,9 @@ milliseconds. Event ids follow each source's style and are unique per source.
 
 from __future__ import annotations
 
+import itertools
 import random
+from collections.abc import Iterator
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -29,15 +31,18 @@ Emitted = tuple[int, EventDict]  # (occurred_at ms, event)
 
 
 class Emitter:
-    """Turns visits into event dicts; ``rng`` draws event ids and cosmetic choices only."""
+    """Turns visits into event dicts; ``rng`` draws event ids and cosmetic choices only.
 
-    def __init__(self, rng: random.Random) -> None:
+    ``serial`` numbers events across the whole run (one emitter per day shares it), so
+    ids stay unique per source even where they are sequential.
+    """
+
+    def __init__(self, rng: random.Random, serial: Iterator[int] | None = None) -> None:
         self.rng = rng
-        self.counter = 0
+        self.serial = serial if serial is not None else itertools.count(1)
 
     def event_id(self, source: str) -> str:
-        self.counter += 1
-        n, bits = self.counter, self.rng.getrandbits
+        n, bits = next(self.serial), self.rng.getrandbits
         if source == "hl7-siu":
             return f"MSG{n:012d}"  # HL7 message control ids are sequential
         if source == "kiosk":

@@ -100,6 +100,7 @@ class SimulationStream:
         )
         cutoff = None if config.cutoff is None else int(config.cutoff.timestamp() * 1000)
         serial = itertools.count(1)
+        event_serial = itertools.count(1)
         queue: list[tuple[int, int, bytes, Family, str, Reason | None]] = []
         order = itertools.count()
         watermark = -(2**62)
@@ -120,7 +121,7 @@ class SimulationStream:
             if cutoff is not None and horizon > cutoff:
                 break
             yield from flush(horizon)
-            emitter = Emitter(random.Random(f"ids:{config.seed}:{day_index}"))
+            emitter = Emitter(random.Random(f"ids:{config.seed}:{day_index}"), event_serial)
             for visit in simulate_day(world, config, day_index, serial):
                 if cutoff is not None:
                     seen = visit.truncate(cutoff)
