@@ -367,7 +367,7 @@ def test_friction_follows_the_spec_defaults(sim: Simulation) -> None:
             assert t.wait_estimate_error_min in [h.value for h in t.friction if h.rule == "wait_estimate_error"]
         for hit in t.friction:
             assert hit.severity in ("low", "medium", "high")
-            assert (hit.occurred_at_ms is None) == (hit.rule == "drop_count")
+            assert hit.occurred_at_ms is not None
 
 
 # -- knobs and the command ------------------------------------------------------------
@@ -407,3 +407,35 @@ def test_hundred_thousand_events_in_seconds() -> None:
     elapsed = time.perf_counter() - started
     assert count > 100_000
     assert elapsed < 20, f"{count} events took {elapsed:.1f} s"  # ~4 s on one core; generous for busy CI
+
+
+def test_pacing_follows_delivery_time() -> None:
+    from streams.commands.simulate import _paced
+    from streams.simulator import SimLine
+
+    lines = [SimLine(b"{}", "checkin", "a", deliver, None) for deliver in (0, 1_000, 100_000, 200_000)]
+    started = time.monotonic()
+    assert list(_paced(iter(lines), speed=1000.0, live_from_ms=50_000)) == lines
+    # Lines before live_from go at once; the rest 100 s apart in simulated time -> 0.1 s.
+    assert 0.09 < time.monotonic() - started < 2.0
+
+
+def test_command_produces_to_the_family_topics(broker: Any, make_topics: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    from tests.test_broker import consume_exactly
+
+    names = make_topics("scheduling", "checkin", "waits", "telehealth", "deadletter")
+    for family, name in zip(("SCHEDULING", "CHECKIN", "WAITS", "TELEHEALTH", "DEADLETTER"), names):
+        monkeypatch.setenv(f"JOURNEYS_TOPIC_{family}", name)
+    options = dict(seed=8, days=1, sites=1, volume=4, duplicate_fraction=0.05, invalid_fraction=0.05)
+    expected = simulate(SimulationConfig(**options))
+    argv = ["simulate", "--seed", "8", "--days", "1", "--sites", "1", "--volume", "4", "--duplicate-fraction", "0.05",
+            "--invalid-fraction", "0.05", "--bootstrap", broker.bootstrap, "--no-progress"]
+    assert main(argv) == 0
+    records = consume_exactly(broker.bootstrap, names, len(expected.lines))
+    assert len(records) == len(expected.lines)
+    topic_of = dict(zip(("scheduling", "checkin", "waits", "telehealth"), names))
+    landed = Counter((r.topic, r.key, r.value) for r in records if r.topic != names[4])
+    wanted = Counter(
+        (topic_of[item.family], item.key.encode(), item.data) for item in expected.items if item.invalid is None
+    )
+    assert wanted - landed == Counter()  # every valid line on its family topic, keyed by appointment

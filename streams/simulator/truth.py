@@ -100,7 +100,7 @@ class FrictionHit:
     severity: str
     value: float
     threshold: float | None
-    occurred_at_ms: int | None  # the event closing the measured interval; None for drop_count
+    occurred_at_ms: int  # the event closing the measured interval (drop_count: the last drop)
 
 
 @dataclass(frozen=True, slots=True)
@@ -155,7 +155,7 @@ class AppointmentTruth:
                         "severity": hit.severity,
                         "value": hit.value,
                         "threshold": hit.threshold,
-                        "occurred_at": None if hit.occurred_at_ms is None else iso_utc(hit.occurred_at_ms),
+                        "occurred_at": iso_utc(hit.occurred_at_ms),
                         "occurred_at_ms": hit.occurred_at_ms,
                     }
                     for hit in value
@@ -276,6 +276,7 @@ def appointment_truth(visit: Visit, watermark_ms: int, rules: TruthRules | None 
     patient_joins = [p.at for p in visit.presence if p.joined and p.role == "patient"]
     provider_joins = [p.at for p in visit.presence if p.joined and p.role == "provider"]
     patient_lefts = [p.at for p in visit.presence if not p.joined and p.role == "patient"]
+    drops = [p.at for p in visit.presence if not p.joined and p.reason == "dropped"]
     first_patient, first_provider = _first(patient_joins), _first(provider_joins)
     first_patient_left = _first(patient_lefts)
 
@@ -344,7 +345,7 @@ def appointment_truth(visit: Visit, watermark_ms: int, rules: TruthRules | None 
         telehealth_abandoned=(
             first_patient_left is not None and (first_provider is None or first_provider > first_patient_left)
         ) if telehealth else None,
-        drop_count=sum(1 for p in visit.presence if not p.joined and p.reason == "dropped"),
+        drop_count=len(drops),
         connection_issue_count=len(visit.issues),
         reminders_sent=sum(1 for r in visit.reminders if r.at < start),
         friction=(),
@@ -357,6 +358,9 @@ def appointment_truth(visit: Visit, watermark_ms: int, rules: TruthRules | None 
         "arrival_to_checkin_min": checked_in,
         "virtual_wait_min": first_provider,
         "telehealth_abandoned": first_patient_left,
+        # A count closes no interval; METRICS.md leaves it open: the drop that made the
+        # final count, i.e. the last one.
+        "drop_count": max(drops, default=None),
         "no_show": start,
         "late_cancelled": start,
         "left_without_being_seen": lwbs,
@@ -376,7 +380,8 @@ def appointment_truth(visit: Visit, watermark_ms: int, rules: TruthRules | None 
         if value is None or not _crosses(value, rule):
             continue
         measured = 1.0 if rule.op == "is_true" else float(value)
-        hits.append(FrictionHit(rule.name, rule.severity, measured, rule.threshold, closing.get(rule.metric)))
+        at = closing.get(rule.metric)
+        hits.append(FrictionHit(rule.name, rule.severity, measured, rule.threshold, start if at is None else at))
     return dataclasses.replace(record, friction=tuple(hits))
 
 
