@@ -15,8 +15,9 @@ Guarantees:
 - markers last: a partition's marker rows are inserted only after every row before
   them on that partition (and the ``site_hourly`` buckets they touch);
 - backpressure: while ClickHouse fails, the writer stops fetching (partitions
-  paused, buffer bounded) and retries with exponential backoff capped at
-  ``sink_max_retry_s``; it keeps polling so it stays in the consumer group.
+  paused; it holds at most one batch plus one fetch) and retries with exponential
+  backoff capped at ``sink_max_retry_s``; it keeps polling so it stays in the
+  consumer group.
 
 One writer per chdb directory (chdb is in-process); with a ClickHouse server run N
 writers in one consumer group. Embedding (``journeys replay`` / ``demo``)::
@@ -32,6 +33,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+from collections import deque
 import time
 import uuid
 from collections.abc import Callable
@@ -73,7 +75,6 @@ class WriterConfig:
     session_timeout_s: float = 10.0
     port: int | None = 6067  # None: no HTTP server; 0: any free port (see SinkWriter.http_port)
     host: str = "0.0.0.0"
-    max_buffer_rows: int | None = None  # default 4 x batch_rows
     run_migrations: bool = True
     progress_every_s: float = 10.0
     stop_flush_timeout_s: float | None = None  # default max_retry_s
@@ -94,10 +95,6 @@ class WriterConfig:
             port=settings.writer_port,
         )
         return replace(config, **overrides)
-
-    @property
-    def buffer_limit(self) -> int:
-        return self.max_buffer_rows or 4 * self.batch_rows
 
 
 class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
@@ -132,6 +129,8 @@ class SinkWriter:
         self._http: WriterHttp | None = None
         self._bundles: list[dict[str, Any]] = []
         self._offsets: dict[TopicPartition, int] = {}  # next offset to commit, per partition
+        self._pending: deque[tuple[TopicPartition, int, bytes | None]] = deque()  # fetched, not yet batched
+        self._max_records = max(1, min(2000, config.batch_rows))
         self._buffer_since = 0.0
         self._failures = 0
         self._retry_at = 0.0
@@ -235,20 +234,28 @@ class SinkWriter:
     async def _step(self) -> None:
         assert self._consumer is not None
         self._alive_at = time.monotonic()
+        self._fill_from_pending()
         if self._offsets and self._flush_due() and time.monotonic() >= self._retry_at:
-            await self._flush()
+            if await self._flush():
+                self._fill_from_pending()
         self._apply_backpressure()
         try:
-            batches = await self._consumer.getmany(timeout_ms=self._poll_timeout_ms(), max_records=2000)
+            batches = await self._consumer.getmany(timeout_ms=self._poll_timeout_ms(), max_records=self._max_records)
         except KafkaError as error:
             self.metrics.errors["consumer"] += 1
             log.warning("consume_failed", error=str(error))
             await self._sleep(0.5)
             return
         for partition, records in batches.items():
-            for record in records:
-                self._add(partition, record.offset, record.value)
+            self._pending.extend((partition, record.offset, record.value) for record in records)
+        self._fill_from_pending()
         self._log_progress()
+
+    def _fill_from_pending(self) -> None:
+        # Batches stop at batch_rows (at a message boundary) even when one fetch
+        # brought more: the rest waits here, already fetched, for the next batch.
+        while self._pending and self.metrics.buffered_rows < self.config.batch_rows:
+            self._add(*self._pending.popleft())
 
     def _flush_due(self) -> bool:
         return (
@@ -257,18 +264,21 @@ class SinkWriter:
         )
 
     def _poll_timeout_ms(self) -> int:
-        # Wake up in time for the next flush or retry, and often enough to see stop().
+        # Wake up in time for the next flush or retry, and often enough to see stop();
+        # don't wait at all while fetched records or a due batch are waiting for us.
         now = time.monotonic()
+        if self._pending and self._failures == 0:
+            return 0
         wake = now + 0.5
         if self._offsets:
             wake = min(wake, max(self._buffer_since + self.config.batch_seconds, self._retry_at))
-        return max(10, int((wake - now) * 1000))
+        return max(0, int((wake - now) * 1000))
 
     def _apply_backpressure(self) -> None:
         # Stop fetching while ClickHouse fails or the buffer is full; getmany() still
         # runs (returning nothing) so the consumer keeps its group membership.
         assert self._consumer is not None
-        should_pause = self._failures > 0 or self.metrics.buffered_rows >= self.config.buffer_limit
+        should_pause = self._failures > 0 or len(self._pending) >= self._max_records
         assigned = self._consumer.assignment()
         if should_pause and not self._paused and assigned:
             self._consumer.pause(*assigned)
@@ -365,6 +375,9 @@ class SinkWriter:
                 log.warning("rebalance_buffer_dropped", buffered_rows=self.metrics.buffered_rows)
                 self._bundles, self._offsets = [], {}
                 self.metrics.buffered_rows = 0
+        # Fetched-but-unbatched records are not ours to keep: uncommitted, they are
+        # fetched again by whoever owns their partition next (us included).
+        self._pending.clear()
         self._paused = False  # a new assignment starts unpaused
         log.info("partitions_revoked", partitions=len(revoked))
 
