@@ -75,7 +75,7 @@ def build() -> dashboard.Dashboard:
                 "(`wait.started` without `wait.ended`). Waits open for more than 12 hours are ignored.",
                 sql(f"""
                     SELECT uniqExact(appointment_id) AS "Waiting now",
-                           round(max(dateDiff('second', started_at, ($__toTime))) / 60, 1) AS "Longest wait (min)"
+                           round(max(dateDiff('second', started_at, ($__toTime))) / 60, 1) AS "Longest wait"
                     FROM (
                         SELECT appointment_id, started_at
                         FROM stage_intervals FINAL
@@ -92,6 +92,7 @@ def build() -> dashboard.Dashboard:
                     )
                 """),
                 thresholds=[(None, "green"), (15, "yellow"), (30, "red")],
+                units={"Longest wait": "m"},
                 width=5,
             )
         )
