@@ -124,6 +124,8 @@ def test_disorder_duplicates_and_lateness(sim: Simulation, decoded: list[Envelop
 
 def test_disorder_knobs_do_not_change_the_world() -> None:
     clean = simulate(SimulationConfig(seed=9, days=2, sites=2, volume=8))
+    occurred = [ms(decode(line).occurred_at) for line in clean.lines]  # type: ignore[union-attr]
+    assert occurred == sorted(occurred)  # no knob, no disorder
     messy = simulate(SimulationConfig(seed=9, days=2, sites=2, volume=8, **MESSY))
     assert clean.truth == messy.truth
     valid = {line for n, line in enumerate(messy.lines, 1) if n not in messy.invalid_line_numbers}

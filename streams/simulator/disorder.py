@@ -1,7 +1,7 @@
 """Delivery: when each line reaches the broker, and which lines arrive broken.
 
-Every event gets a delivery time (occurred_at plus transport latency); some are held
-back minutes (out of order) or hours (late), some are delivered twice (the very same
+Every event gets a delivery time (its occurred_at); some are held back minutes (out
+of order) or hours (late), some are delivered twice (the very same
 bytes), and for some a corrupted extra line is delivered near them. Output order is
 delivery order. These draws use their own random streams, so the valid events and the
 truth of a seed do not depend on the disorder knobs.
@@ -107,16 +107,18 @@ class Delivery:
         self.duplicate, self.out_of_order, self.late, self.invalid = duplicate, out_of_order, late, invalid
 
     def deliver_at(self, occurred_ms: int) -> int:
-        """When the event reaches the broker."""
+        """When the event reaches the broker: at once, unless held back by a disorder knob.
+
+        No latency jitter otherwise, so with every knob at 0 the output is exactly in
+        ``occurred_at`` order (ties in generation order).
+        """
         rng = self.rng
-        # random() arithmetic rather than randint(): this runs for every event.
-        at = occurred_ms + 50 + int(rng.random() * 1950)  # transport latency
         draw = rng.random()
         if draw < self.late:
-            at += rng.randint(HOUR, 12 * HOUR)
-        elif draw < self.late + self.out_of_order:
-            at += rng.randint(MINUTE, 20 * MINUTE)
-        return at
+            return occurred_ms + rng.randint(HOUR, 12 * HOUR)
+        if draw < self.late + self.out_of_order:
+            return occurred_ms + rng.randint(MINUTE, 20 * MINUTE)
+        return occurred_ms
 
     def resend_at(self, delivered_ms: int) -> int | None:
         """When a verbatim re-send of the event arrives (None: it is sent once)."""

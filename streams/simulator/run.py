@@ -131,7 +131,9 @@ class SimulationStream:
                 stats.appointments += 1
                 for occurred, event in emitter.events(visit):
                     watermark = max(watermark, occurred)
-                    data = orjson.dumps(event)
+                    # orjson's bytes keep its ~4 KiB working buffer; lines wait in the
+                    # delivery heap for up to MAX_LEAD_DAYS, so keep an exact-size copy.
+                    data = bytes(memoryview(orjson.dumps(event)))
                     family = FAMILY_BY_TYPE[event["event_type"]]
                     key = visit.appointment_id
                     deliver = delivery.deliver_at(occurred)
