@@ -14,9 +14,15 @@ Rates (SPEC section 3 statuses):
 
 from __future__ import annotations
 
-from grafana_foundation_sdk.builders import dashboard
+from grafana_foundation_sdk.builders import barchart, dashboard
 
-from dashboards.panels import bar_panel, journeys_dashboard, sql, stat_panel, timeseries_panel
+from dashboards.panels import (
+    bar_panel,
+    journeys_dashboard,
+    sql,
+    stat_panel,
+    timeseries_panel,
+)
 
 UID = "journeys-access"
 
@@ -38,7 +44,7 @@ RATE_DEFINITION = (
 )
 
 
-def _rates_by(title: str, expression: str, label: str, what: str, order: str) -> dashboard.Panel:
+def _rates_by(title: str, expression: str, label: str, what: str, order: str) -> barchart.Panel:
     return bar_panel(
         title,
         f"No-show and late-cancellation rates by {what}. {RATE_DEFINITION}",

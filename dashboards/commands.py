@@ -34,7 +34,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     push = commands.add_parser("push", help="create or update the datasource, folder and dashboards in Grafana")
     push.add_argument("--grafana-url", required=True, help="e.g. http://localhost:3000")
     push.add_argument("--folder", default=None, help='folder title (default: "Patient journeys")')
-    push.add_argument("--no-datasource", action="store_true", help="leave the datasource alone (provisioned from a file)")
+    push.add_argument(
+        "--no-datasource", action="store_true", help="leave the datasource alone (provisioned from a file)"
+    )
     push.add_argument("--clickhouse-host", help="datasource host (default: $CLICKHOUSE_HOST or clickhouse-journeys)")
     push.add_argument("--clickhouse-port", type=int, help="8123 HTTP, 8443 HTTPS, 9000 native, 9440 native TLS")
     push.add_argument("--clickhouse-protocol", choices=["http", "native"], help="default: $CLICKHOUSE_PROTOCOL or http")
@@ -66,7 +68,13 @@ def run_generate(args: argparse.Namespace) -> int:
 
 def run_push(args: argparse.Namespace) -> int:
     from dashboards.generate import load_generated
-    from dashboards.push import DEFAULT_FOLDER, PushError, datasource_body, grafana_api, push
+    from dashboards.push import (
+        DEFAULT_FOLDER,
+        PushError,
+        datasource_body,
+        grafana_api,
+        push,
+    )
 
     env = dict(os.environ)
     overrides = {

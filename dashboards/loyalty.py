@@ -13,9 +13,15 @@ provider. Only counts leave ClickHouse: no panel shows a patient identifier.
 
 from __future__ import annotations
 
-from grafana_foundation_sdk.builders import dashboard
+from grafana_foundation_sdk.builders import dashboard, stat
 
-from dashboards.panels import bar_panel, journeys_dashboard, sql, stat_panel, table_panel
+from dashboards.panels import (
+    bar_panel,
+    journeys_dashboard,
+    sql,
+    stat_panel,
+    table_panel,
+)
 
 UID = "journeys-loyalty"
 
@@ -32,7 +38,7 @@ DECIDED = (
 )
 
 
-def _return_stat(title: str, had_friction: int, description: str) -> dashboard.Panel:
+def _return_stat(title: str, had_friction: int, description: str) -> stat.Panel:
     return stat_panel(
         title,
         f"{description} {DECIDED}",

@@ -8,19 +8,26 @@ cycle time and a live feed of friction events. Refreshes every 10 seconds.
 
 from __future__ import annotations
 
-from grafana_foundation_sdk.builders import dashboard
+from grafana_foundation_sdk.builders import dashboard, stat
 
-from dashboards.panels import bar_panel, journeys_dashboard, sql, stat_panel, table_panel, timeseries_panel
+from dashboards.panels import (
+    bar_panel,
+    journeys_dashboard,
+    sql,
+    stat_panel,
+    table_panel,
+    timeseries_panel,
+)
 
 UID = "journeys-operations"
 
 # Stages in which a patient is waiting (not being seen): SPEC stage intervals.
 WAITING_STAGES = "('arrival_to_checkin', 'lobby', 'room', 'virtual_wait')"
 
-WAIT_THRESHOLDS = [(None, "green"), (10, "yellow"), (20, "red")]  # minutes; lobby rule is > 20
+WAIT_THRESHOLDS: list[tuple[float | None, str]] = [(None, "green"), (10, "yellow"), (20, "red")]  # minutes; lobby rule is > 20
 
 
-def _wait_stat(title: str, column: str, level: float, rule: str, width: int = 3) -> dashboard.Panel:
+def _wait_stat(title: str, column: str, level: float, rule: str, width: int = 3) -> stat.Panel:
     label = "Median" if level == 0.5 else f"p{int(level * 100)}"
     return stat_panel(
         title,

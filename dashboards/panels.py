@@ -18,9 +18,17 @@ parentheses, ``($__toTime)``; filters come from :data:`FILTERS`.
 from __future__ import annotations
 
 import textwrap
+from collections.abc import Sequence
 from typing import TypeVar
 
-from grafana_foundation_sdk.builders import barchart, common, dashboard, stat, table, timeseries
+from grafana_foundation_sdk.builders import (
+    barchart,
+    common,
+    dashboard,
+    stat,
+    table,
+    timeseries,
+)
 from grafana_foundation_sdk.cog import builder as cogbuilder
 from grafana_foundation_sdk.models import common as common_models
 from grafana_foundation_sdk.models import dashboard as dashboard_models
@@ -68,7 +76,7 @@ def _checked(title: str, description: str) -> None:
         raise ValueError(f"panel {title!r} needs a title and a description that says what it measures")
 
 
-def _thresholds(steps: list[tuple[float | None, str]]) -> dashboard.ThresholdsConfig:
+def _thresholds(steps: Sequence[tuple[float | None, str]]) -> dashboard.ThresholdsConfig:
     return (
         dashboard.ThresholdsConfig()
         .mode(dashboard_models.ThresholdsMode.ABSOLUTE)
@@ -76,7 +84,7 @@ def _thresholds(steps: list[tuple[float | None, str]]) -> dashboard.ThresholdsCo
     )
 
 
-GOOD = [(None, "green")]
+GOOD: Sequence[tuple[float | None, str]] = [(None, "green")]
 
 
 def stat_panel(
@@ -86,7 +94,7 @@ def stat_panel(
     *,
     unit: str = "short",
     decimals: int | None = None,
-    thresholds: list[tuple[float | None, str]] | None = None,
+    thresholds: Sequence[tuple[float | None, str]] | None = None,
     units: dict[str, str] | None = None,
     width: int = 4,
     height: int = 4,

@@ -82,7 +82,7 @@ def datasource_body(env: Mapping[str, str], path: Path = DATASOURCE_FILE) -> dic
         raise PushError(f"{PASSWORD_ENV} is not set: the datasource needs the read-only ClickHouse user's password")
     merged = {**DATASOURCE_DEFAULTS, **{k: v for k, v in env.items() if v}}
     (item,) = provisioned_datasources(merged, path)
-    body = {key: item[key] for key in ("name", "uid", "type", "access", "isDefault") if key in item}
+    body: dict[str, Any] = {key: item[key] for key in ("name", "uid", "type", "access", "isDefault") if key in item}
     json_data = dict(item.get("jsonData", {}))
     # Provisioning hands the plugin strings; the API (and the plugin's config page) use
     # a number and a boolean.
@@ -188,5 +188,7 @@ def grafana_api(url: str, env: Mapping[str, str], timeout: float = 10.0) -> Any:
     elif env.get("GRAFANA_USER") and env.get("GRAFANA_PASSWORD"):
         credential = (env["GRAFANA_USER"], env["GRAFANA_PASSWORD"])
     elif "@" not in url:
-        raise PushError("no Grafana credentials: set GRAFANA_TOKEN (service account token) or GRAFANA_USER and GRAFANA_PASSWORD")
+        raise PushError(
+            "no Grafana credentials: set GRAFANA_TOKEN (service account token) or GRAFANA_USER and GRAFANA_PASSWORD"
+        )
     return GrafanaApi.from_url(url, credential=credential, timeout=timeout)

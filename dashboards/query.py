@@ -8,14 +8,20 @@ and the plugin's macro expansion (:mod:`dashboards.macros`).
 from __future__ import annotations
 
 import re
-
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from dashboards.macros import ALL, Selection, TimeRange, expand, grafana_interval, parse_duration
+from dashboards.macros import (
+    ALL,
+    Selection,
+    TimeRange,
+    expand,
+    grafana_interval,
+    parse_duration,
+)
 from dashboards.panels import VARIABLE_QUERIES
 
 # Roughly the pixel width of a full-width panel: Grafana's maxDataPoints default.
@@ -66,7 +72,9 @@ def all_selections(client: Any, time_range: TimeRange) -> list[Selection]:
     return selections
 
 
-def run_panel(client: Any, panel: dict[str, Any], time_range: TimeRange, selections: Sequence[Selection]) -> PanelResult:
+def run_panel(
+    client: Any, panel: dict[str, Any], time_range: TimeRange, selections: Sequence[Selection]
+) -> PanelResult:
     """Run one panel; a ClickHouse error becomes ``PanelResult.error``."""
     try:
         result = client.query(panel_sql(panel, time_range, selections))
@@ -99,8 +107,8 @@ def relative_time(text: str, now: datetime) -> datetime:
     """A Grafana time picker expression (``now``, ``now-7d``, ``now/d``, ``now-1d/d``) at ``now``.
 
     >>> now = datetime(2026, 3, 9, 15, 10, tzinfo=UTC)
-    >>> relative_time("now/d", now), relative_time("now-30d", now)
-    (datetime.datetime(2026, 3, 9, 0, 0, tzinfo=datetime.timezone.utc), datetime.datetime(2026, 2, 7, 15, 10, tzinfo=datetime.timezone.utc))
+    >>> print(relative_time("now/d", now), relative_time("now-30d", now), relative_time("now-1d/d", now), sep="; ")
+    2026-03-09 00:00:00+00:00; 2026-02-07 15:10:00+00:00; 2026-03-08 00:00:00+00:00
     """
     match = re.fullmatch(r"now(?:-(\d+)([smhdwy]))?(?:/([mhdwy]))?", text.strip())
     if not match:

@@ -46,7 +46,8 @@ main { width: %(page)dpx; margin: 0 auto; padding: 24px 0 48px; }
 header.report { margin-bottom: 24px; }
 header.report h1 { font-size: 24px; margin: 0 0 4px; color: #fff; }
 .muted { color: #8e8e9e; }
-section.dashboard { margin: 0 0 40px; padding: 16px; background: #0b0c0e; border: 1px solid #202226; border-radius: 4px; }
+section.dashboard { margin: 0 0 40px; padding: 16px; background: #0b0c0e; border: 1px solid #202226;
+                    border-radius: 4px; }
 section.dashboard > h2 { margin: 0; font-size: 20px; color: #fff; }
 section.dashboard > p { margin: 4px 0 8px; }
 .vars { display: flex; gap: 8px; margin: 8px 0 16px; flex-wrap: wrap; }
@@ -181,7 +182,8 @@ def _render_body(result: PanelResult, time_range: TimeRange, width: int, height:
         fit = max((chart_h - 26) // 22, 1)
         numeric_columns = {i for i, t in enumerate(result.types) if _is_numeric(t)}
         head = "".join(
-            f'<th class="{"num" if i in numeric_columns else ""}">{escape(c)}</th>' for i, c in enumerate(result.columns)
+            f'<th class="{"num" if i in numeric_columns else ""}">{escape(c)}</th>'
+            for i, c in enumerate(result.columns)
         )
         body = []
         for row in result.rows[:fit]:
@@ -202,7 +204,10 @@ def _render_panel(result: PanelResult, time_range: TimeRange) -> str:
     title = escape(panel.get("title", ""))
     info = f'<span class="info" title="{escape(panel.get("description", ""))}">i</span>'
     body = _render_body(result, time_range, width, height)
-    return f'<div class="panel" style="{style}" data-title="{title}"><h3>{title}{info}</h3><div class="body">{body}</div></div>'
+    return (
+        f'<div class="panel" style="{style}" data-title="{title}">'
+        f'<h3>{title}{info}</h3><div class="body">{body}</div></div>'
+    )
 
 
 def render_dashboard(
@@ -214,7 +219,8 @@ def render_dashboard(
     for panel in dashboard.get("panels", []):
         if panel.get("type") == "row":
             grid = panel["gridPos"]
-            items.append(f'<div class="row-title" style="grid-row:{grid["y"] + 1}">{escape(panel.get("title", ""))}</div>')
+            title = escape(panel.get("title", ""))
+            items.append(f'<div class="row-title" style="grid-row:{grid["y"] + 1}">{title}</div>')
             continue
         result = run_panel(client, panel, time_range, selections)
         results.append(result)

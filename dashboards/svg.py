@@ -5,7 +5,7 @@ CDN. Colours follow Grafana's classic palette on its dark theme.
 
 >>> format_value(0.0687, "percentunit", 1)
 '6.9%'
->>> format_value(12.25, "m")
+>>> format_value(12.26, "m")
 '12.3 min'
 >>> format_value(1507, "short")
 '1,507'
@@ -16,7 +16,7 @@ CDN. Colours follow Grafana's classic palette on its dark theme.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from html import escape
 
@@ -83,7 +83,8 @@ def _time_ticks(start: datetime, end: datetime, count: int) -> list[datetime]:
         timedelta(days=d) for d in (1, 2, 7, 14, 30, 61, 91)
     ]
     step = next((s for s in steps if span / s <= count), steps[-1])
-    first = datetime.fromtimestamp(math.ceil(start.timestamp() / step.total_seconds()) * step.total_seconds(), start.tzinfo)
+    seconds = step.total_seconds()
+    first = datetime.fromtimestamp(math.ceil(start.timestamp() / seconds) * seconds, start.tzinfo)
     ticks = []
     moment = first
     while moment <= end:
@@ -113,7 +114,7 @@ def _svg(width: int, height: int, body: str) -> str:
 
 def line_chart(
     times: Sequence[datetime],
-    series: dict[str, Sequence[Number]],
+    series: Mapping[str, Sequence[Number]],
     *,
     start: datetime,
     end: datetime,
@@ -144,11 +145,11 @@ def line_chart(
         parts.append(f'<line x1="{left}" x2="{width - right}" y1="{y:.1f}" y2="{y:.1f}" stroke="{GRID}"/>')
         parts.append(f'<text x="{left - 6}" y="{y + 4:.1f}" fill="{MUTED}" font-size="11" text-anchor="end">'
                      f"{escape(_axis_label(tick, unit))}</text>")
-    for tick in _time_ticks(start, end, max(plot_w // 110, 2)):
-        x = x_of(tick)
+    for moment in _time_ticks(start, end, max(plot_w // 110, 2)):
+        x = x_of(moment)
         parts.append(f'<line x1="{x:.1f}" x2="{x:.1f}" y1="{top}" y2="{top + plot_h}" stroke="{GRID}"/>')
         parts.append(f'<text x="{x:.1f}" y="{top + plot_h + 16}" fill="{MUTED}" font-size="11" text-anchor="middle">'
-                     f"{escape(_time_label(tick, end - start))}</text>")
+                     f"{escape(_time_label(moment, end - start))}</text>")
     names = list(series)
     if bars and times:
         step = min((b - a for a, b in zip(times, times[1:]) if b > a), default=end - start)
@@ -178,8 +179,8 @@ def line_chart(
                 previous = moment
             for points in segments:
                 if len(points) == 1:
-                    x, y = points[0].split(",")
-                    parts.append(f'<circle cx="{x}" cy="{y}" r="2" fill="{color}"/>')
+                    cx, cy = points[0].split(",")
+                    parts.append(f'<circle cx="{cx}" cy="{cy}" r="2" fill="{color}"/>')
                 else:
                     parts.append(f'<polyline points="{" ".join(points)}" fill="none" stroke="{color}" '
                                  'stroke-width="2" stroke-linejoin="round"/>')
@@ -189,7 +190,7 @@ def line_chart(
 
 def bar_chart(
     categories: Sequence[str],
-    series: dict[str, Sequence[Number]],
+    series: Mapping[str, Sequence[Number]],
     *,
     width: int = 700,
     height: int = 240,
@@ -248,9 +249,10 @@ def bar_chart(
                          f'text-anchor="middle">{escape(category)}</text>')
             base = 0.0
             for index, name in enumerate(names):
-                value = series[name][column]
-                if value is None:
+                maybe = series[name][column]
+                if maybe is None:
                     continue
+                value = float(maybe)
                 color = PALETTE[index % len(PALETTE)]
                 thickness = band * 0.7 if stacked else band * 0.7 / len(names)
                 x = x0 + band * 0.15 + (0 if stacked else index * thickness)

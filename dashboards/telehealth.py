@@ -9,7 +9,14 @@ from __future__ import annotations
 
 from grafana_foundation_sdk.builders import dashboard
 
-from dashboards.panels import bar_panel, journeys_dashboard, sql, stat_panel, table_panel, timeseries_panel
+from dashboards.panels import (
+    bar_panel,
+    journeys_dashboard,
+    sql,
+    stat_panel,
+    table_panel,
+    timeseries_panel,
+)
 
 UID = "journeys-telehealth"
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -19,8 +19,10 @@ import pytest
 from clickhouse_connect.driver.client import Client
 
 from dashboards.generate import iter_panels, load_generated
-from dashboards.macros import ALL, Selection, TimeRange, expand, grafana_interval, parse_duration
+from dashboards.macros import ALL, Selection, TimeRange, expand
 from dashboards.panels import VARIABLE_QUERIES
+from dashboards.query import all_selections, panel_sql
+from dashboards.report import render_report
 from sinks.client import connect
 from sinks.migrate import migrate
 from tests.test_dashboards_week import synthetic_bundles
@@ -80,11 +82,7 @@ def week(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LoadedWeek]:
         "SELECT min(scheduled_start), max(last_event_at) FROM appointment_journeys FINAL"
     ).result_rows[0]
     time_range = TimeRange(start.replace(tzinfo=UTC), end.replace(tzinfo=UTC))
-    options: dict[str, list[str]] = {}
-    for name, query in VARIABLE_QUERIES.items():
-        selections = [Selection(n, ALL, tuple(v)) for n, v in options.items()]
-        sql = expand(query, time_range, timedelta(minutes=1), selections)
-        options[name] = [row[0] for row in client.query(sql).result_rows]
+    options = {s.name: list(s.options) for s in all_selections(client, time_range)}
     try:
         yield LoadedWeek(client, DATABASE, time_range, options)
     finally:
@@ -131,11 +129,7 @@ def _is_text(type_name: str) -> bool:
 
 
 def run_panel(week: LoadedWeek, panel: dict[str, Any], selections: list[Selection]) -> Any:
-    interval = grafana_interval(
-        week.time_range, 1000, parse_duration(panel["interval"]) if panel.get("interval") else None
-    )
-    sql = expand(panel["targets"][0]["rawSql"], week.time_range, interval, selections)
-    return week.client.query(sql)
+    return week.client.query(panel_sql(panel, week.time_range, selections))
 
 
 def check_shape(panel: dict[str, Any], result: Any, need_rows: bool) -> None:
@@ -220,3 +214,32 @@ def test_no_panel_returns_a_patient_identifier(week: LoadedWeek) -> None:
                 assert not (isinstance(value, str) and value in identifiers), (
                     f"{uid} / {panel['title']} shows an identifier: {value!r}"
                 )
+
+
+def test_report_renders_every_panel_offline(week: LoadedWeek, tmp_path: Path) -> None:
+    start, end = week.time_range.start, week.time_range.end
+    path = render_report(week.client, week.database, tmp_path / "report.html", start, end)
+    html = path.read_text(encoding="utf-8")
+    assert week.client.database == week.database  # restored after the report
+    assert 'class="error"' not in html and "No data" not in html
+    for dashboard in DASHBOARDS:
+        assert f'id="{dashboard["uid"]}"' in html
+        for panel in iter_panels(dashboard):
+            assert f'data-title="{panel["title"]}"' in html.replace("&#x27;", "'")
+    charts = sum(p["type"] in ("timeseries", "barchart") for _, p in PANELS)
+    assert html.count("<svg") == charts
+    assert html.count('<div class="stat">') >= sum(p["type"] == "stat" for _, p in PANELS)
+    # Self-contained: no script, no stylesheet or image from elsewhere.
+    assert "<script" not in html and "src=" not in html and "@import" not in html
+    assert "url(" not in html
+    identifiers = _identifiers(week)
+    assert not [token for token in re.findall(r"[0-9a-f]{64}|apt-\d+", html) if token in identifiers]
+
+
+def test_report_with_each_dashboards_own_range(week: LoadedWeek, tmp_path: Path) -> None:
+    path = render_report(week.client, week.database, tmp_path / "ops.html", week.time_range.start,
+                         week.time_range.end, only=["journeys-operations"], dashboard_ranges=True)
+    html = path.read_text(encoding="utf-8")
+    assert 'id="journeys-operations"' in html and 'id="journeys-access"' not in html
+    assert f"{week.time_range.end:%a %d %b %Y} 00:00" in html  # "today" = the last day of data
+    assert 'class="error"' not in html

@@ -429,7 +429,8 @@ def synthetic_bundles(days: int = 7, seed: int = 20260302, start: datetime | Non
             rows["friction_events"].append({**base, **hit, "modality": v.modality, "scheduled_start": v.start})
         for moment, kind, role in v.issues:
             rows["events"].append({
-                "source": "simulator", "event_id": f"{v.appointment_id}-issue-{moment}", "event_type": "connection.issue",
+                "source": "simulator", "event_id": f"{v.appointment_id}-issue-{moment}",
+                "event_type": "connection.issue",
                 "family": "telehealth", "occurred_at": moment, "appointment_id": v.appointment_id,
                 "patient_key": v.patient, "site_id": v.site, "department": v.department, "provider_id": v.provider,
                 "fields": json.dumps({"role": role, "kind": kind, "severity": 2}), "topic": "journey.telehealth",
