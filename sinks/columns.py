@@ -160,22 +160,36 @@ def _fast_check(column_type: ColumnType) -> Callable[[list[Any]], bool] | None:
             return not present or (low <= min(present) and max(present) <= high)
 
         return ints
-    if base == "Map" and column_type.args[0] == "String" and column_type.args[1] in _PLAIN_TYPES:
-        value_type = _PLAIN_TYPES[column_type.args[1]]
+    if base == "Map":
+        key_ok, value_ok = _item_check(parse_type(column_type.args[0])), _item_check(parse_type(column_type.args[1]))
+        if key_ok is None or value_ok is None:
+            return None
         return lambda values: all(
-            type(m) is dict and all(type(k) is str for k in m) and all(type(x) is value_type for x in m.values())
-            for m in values
+            type(m) is dict and all(map(key_ok, m)) and all(map(value_ok, m.values())) for m in values
         )
-    if base == "Array" and parse_type(column_type.args[0]).base in _PLAIN_TYPES and not parse_type(column_type.args[0]).nullable:
-        item_type = _PLAIN_TYPES[parse_type(column_type.args[0]).base]
-        return lambda values: all(type(a) is list and all(type(x) is item_type for x in a) for a in values)
+    if base == "Array":
+        item_ok = _item_check(parse_type(column_type.args[0]))
+        if item_ok is None:
+            return None
+        return lambda values: all(type(a) is list and all(map(item_ok, a)) for a in values)
     fast_type = _PLAIN_TYPES.get(base)
     if fast_type is None:
         return None
     return lambda values: all(type(v) is fast_type or (nullable and v is None) for v in values)
 
 
-# Python types inserted as they are (range checks aside, ints go through the int path).
+def _item_check(column_type: ColumnType) -> Callable[[Any], bool] | None:
+    """A per-item test for Map keys/values and Array items (None: always convert)."""
+    if column_type.nullable:
+        return None
+    if column_type.base in _INT_RANGES:
+        low, high = _INT_RANGES[column_type.base]
+        return lambda x: type(x) is int and low <= x <= high
+    plain = _PLAIN_TYPES.get(column_type.base)
+    return None if plain is None else (lambda x: type(x) is plain)
+
+
+# Python types inserted as they are (ints have their own path: range checks).
 _PLAIN_TYPES: dict[str, type] = {"Float64": float, "Float32": float, "String": str}
 
 

@@ -105,13 +105,15 @@ LEFT JOIN
         toUInt32(countIf(telehealth_abandoned = 1)) AS telehealth_abandoned,
         toUInt32(sum(friction_count)) AS friction_count
     FROM {db}.appointment_journeys FINAL
+    -- The filter applies after FINAL (non-key columns; the setting below keeps it so
+    -- on any server profile): only an appointment's latest version decides its bucket.
     WHERE scheduled_start IS NOT NULL
       AND toUnixTimestamp(toStartOfHour(assumeNotNull(scheduled_start))) IN (SELECT arrayJoin({{hours:Array(UInt32)}}))
       AND site_id IN (SELECT arrayJoin({{sites:Array(String)}}))
     GROUP BY site_id, department, hour
 ) AS a
 USING (site_id, department, hour)
-SETTINGS join_use_nulls = 0
+SETTINGS join_use_nulls = 0, optimize_move_to_prewhere_if_final = 0
 """
 
 

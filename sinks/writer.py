@@ -47,7 +47,7 @@ from aiokafka.abc import ConsumerRebalanceListener
 from aiokafka.errors import KafkaError
 from clickhouse_connect.driver.client import Client
 
-from sinks.client import connect, redact_dsn
+from sinks.client import ChdbBusyError, DsnError, connect, redact_dsn
 from sinks.http import WriterHttp
 from sinks.metrics import WriterMetrics
 from sinks.migrate import migrate
@@ -58,6 +58,7 @@ from streams.logs import get_logger
 
 log = get_logger("sinks.writer")
 T = TypeVar("T")
+INSERT_STALL_S = 600.0  # an insert running longer than this makes /healthz fail (restart)
 
 
 @dataclass(frozen=True)
@@ -77,7 +78,7 @@ class WriterConfig:
     host: str = "0.0.0.0"
     run_migrations: bool = True
     progress_every_s: float = 10.0
-    stop_flush_timeout_s: float | None = None  # default max_retry_s
+    stop_flush_timeout_s: float = 10.0  # retrying a failing flush on stop, within a pod's grace period
     client_id: str = field(default_factory=lambda: f"journeys-writer-{uuid.uuid4().hex[:8]}")
 
     @classmethod
@@ -136,6 +137,9 @@ class SinkWriter:
         self._retry_at = 0.0
         self._paused = False
         self._alive_at = time.monotonic()
+        self._insert_started = 0.0
+        self._running = False
+        self._clickhouse_ok = False
         self._progress_at = time.monotonic()
         self._progress_rows = 0
 
@@ -148,7 +152,13 @@ class SinkWriter:
 
     @property
     def alive(self) -> bool:
-        return not self._done.is_set() and time.monotonic() - self._alive_at < max(30.0, 3 * self.config.session_timeout_s)
+        """For /healthz: the loop turns, or an insert is in flight for less than ``INSERT_STALL_S``."""
+        if self._done.is_set():
+            return False
+        now = time.monotonic()
+        if self._insert_started:
+            return now - self._insert_started < INSERT_STALL_S
+        return now - self._alive_at < max(60.0, 6 * self.config.session_timeout_s)
 
     async def run(self) -> None:
         """Run until :meth:`stop` (or :meth:`request_stop`); flushes and commits on the way out."""
@@ -157,14 +167,16 @@ class SinkWriter:
             "writer_starting", topic=config.topic, group=config.group_id, dsn=redact_dsn(config.dsn),
             database=config.database, batch_rows=config.batch_rows, batch_seconds=config.batch_seconds,
         )
+        self._running = True
         try:
             if config.port is not None:
                 self._http = WriterHttp(self, config.host, config.port)
                 await self._http.start()
-            await self._ensure_clickhouse()  # first attempt only: failures are retried by the loop
+            await self._probe_clickhouse()  # a failure here is retried by the loop
             self._consumer = await self._start_consumer()
             if self._consumer is None:
                 return  # stopped before Kafka was reachable
+            self.metrics.ready = self._clickhouse_ok
             while not self._stop.is_set():
                 await self._step()
             await self._flush_on_stop()
@@ -176,9 +188,10 @@ class SinkWriter:
         self._stop.set()
 
     async def stop(self) -> None:
-        """Ask :meth:`run` to finish and wait until it has."""
+        """Ask :meth:`run` to finish and wait until it has (returns at once if it never ran)."""
         self.request_stop()
-        await self._done.wait()
+        if self._running:
+            await self._done.wait()
 
     async def _shutdown(self) -> None:
         if self._consumer is not None:
@@ -200,6 +213,7 @@ class SinkWriter:
         config = self.config
         delay = 0.5
         while not self._stop.is_set():
+            self._alive_at = time.monotonic()  # retrying is alive
             consumer = AIOKafkaConsumer(
                 bootstrap_servers=config.bootstrap,
                 group_id=config.group_id,
@@ -234,6 +248,8 @@ class SinkWriter:
     async def _step(self) -> None:
         assert self._consumer is not None
         self._alive_at = time.monotonic()
+        if not self._clickhouse_ok and not self._offsets and time.monotonic() >= self._retry_at:
+            await self._probe_clickhouse()  # idle but not ready: keep trying so /readyz recovers
         self._fill_from_pending()
         if self._offsets and self._flush_due() and time.monotonic() >= self._retry_at:
             if await self._flush():
@@ -267,7 +283,7 @@ class SinkWriter:
         # Wake up in time for the next flush or retry, and often enough to see stop();
         # don't wait at all while fetched records or a due batch are waiting for us.
         now = time.monotonic()
-        if self._pending and self._failures == 0:
+        if self._pending and self._clickhouse_ok:
             return 0
         wake = now + 0.5
         if self._offsets:
@@ -278,12 +294,12 @@ class SinkWriter:
         # Stop fetching while ClickHouse fails or the buffer is full; getmany() still
         # runs (returning nothing) so the consumer keeps its group membership.
         assert self._consumer is not None
-        should_pause = self._failures > 0 or len(self._pending) >= self._max_records
+        should_pause = not self._clickhouse_ok or len(self._pending) >= self._max_records
         assigned = self._consumer.assignment()
         if should_pause and not self._paused and assigned:
             self._consumer.pause(*assigned)
             self._paused = True
-            log.info("consumption_paused", buffered_rows=self.metrics.buffered_rows, clickhouse_failing=self._failures > 0)
+            log.info("consumption_paused", buffered_rows=self.metrics.buffered_rows, clickhouse_ok=self._clickhouse_ok)
         elif not should_pause and self._paused:
             self._consumer.resume(*assigned)
             self._paused = False
@@ -314,21 +330,16 @@ class SinkWriter:
             if not self._bundles and not self._offsets:
                 return True
             bundles, offsets, rows = self._bundles, dict(self._offsets), self.metrics.buffered_rows
-            started = time.monotonic()
+            started = self._insert_started = time.monotonic()
             try:
                 counts, rejected = await self._in_clickhouse_thread(self._write, bundles)
             except Exception as error:  # noqa: BLE001 - any failure: keep the batch, retry later
-                self._failures += 1
+                self._insert_started = 0.0
                 self.metrics.errors["insert"] += 1
-                self.metrics.ready = False
-                delay = min(self.config.max_retry_s, 0.5 * 2 ** (self._failures - 1)) * random.uniform(0.8, 1.0)
-                self._retry_at = time.monotonic() + delay
-                log.warning(
-                    "insert_failed", error=_short(error), attempt=self._failures, retry_in_s=round(delay, 2),
-                    buffered_rows=rows,
-                )
+                self._clickhouse_failed(error, "insert_failed")
                 await self._in_clickhouse_thread(self._close_client)  # reconnect on the next attempt
                 return False
+            self._insert_started = 0.0
             elapsed = time.monotonic() - started
             self._bundles, self._offsets = [], {}
             self.metrics.buffered_rows = 0
@@ -340,7 +351,7 @@ class SinkWriter:
             if self._failures:
                 log.info("clickhouse_recovered", after_attempts=self._failures)
             self._failures, self._retry_at = 0, 0.0
-            self.metrics.ready = True
+            self._clickhouse_ok = self.metrics.ready = True
             await self._commit(offsets)
             log.debug("batch_written", rows=rows, tables=counts, seconds=round(elapsed, 3))
             return True
@@ -357,7 +368,7 @@ class SinkWriter:
         self.metrics.last_commit_time = time.time()
 
     async def _flush_on_stop(self) -> None:
-        deadline = time.monotonic() + (self.config.stop_flush_timeout_s or self.config.max_retry_s)
+        deadline = time.monotonic() + self.config.stop_flush_timeout_s
         while self._bundles or self._offsets:
             if await self._flush():
                 return
@@ -391,12 +402,34 @@ class SinkWriter:
     async def _in_clickhouse_thread(self, fn: Callable[..., T], *args: Any) -> T:
         return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
 
-    async def _ensure_clickhouse(self) -> None:
+    async def _probe_clickhouse(self) -> None:
+        """Connect (and migrate) now; a failure schedules the next attempt like a failed insert.
+
+        A chdb directory held by another process or a malformed DSN cannot heal by
+        waiting: those stop the writer with the error.
+        """
         try:
             await self._in_clickhouse_thread(self._open_client)
+        except (ChdbBusyError, DsnError):
+            raise
+        except Exception as error:  # noqa: BLE001 - retried with backoff
+            self._clickhouse_failed(error, "clickhouse_unreachable")
+            return
+        if self._failures:
+            log.info("clickhouse_recovered", after_attempts=self._failures)
+        self._clickhouse_ok, self._failures, self._retry_at = True, 0, 0.0
+        if self._consumer is not None:
             self.metrics.ready = True
-        except Exception as error:  # noqa: BLE001 - retried by the first flush
-            log.warning("clickhouse_unreachable", dsn=redact_dsn(self.config.dsn), error=_short(error))
+
+    def _clickhouse_failed(self, error: BaseException, event: str) -> float:
+        self._failures += 1
+        self._clickhouse_ok = False
+        self.metrics.ready = False
+        delay = min(self.config.max_retry_s, 0.5 * 2 ** (self._failures - 1)) * random.uniform(0.8, 1.0)
+        self._retry_at = time.monotonic() + delay
+        log.warning(event, dsn=redact_dsn(self.config.dsn), error=_short(error), attempt=self._failures,
+                    retry_in_s=round(delay, 2), buffered_rows=self.metrics.buffered_rows)
+        return delay
 
     def _open_client(self) -> RowWriter:
         if self._rows is None:
@@ -458,7 +491,7 @@ class SinkWriter:
             batches=self.metrics.batches,
             buffered_rows=self.metrics.buffered_rows,
             partitions=self.metrics.assigned_partitions,
-            clickhouse_failing=self._failures > 0,
+            clickhouse_ok=self._clickhouse_ok,
         )
         self._progress_at, self._progress_rows = now, 0
 
