@@ -31,11 +31,11 @@ from dashboards.report import render_report
 from sinks.client import connect
 from sinks.migrate import migrate
 from sinks.rows import RowWriter
+from sinks.testing import clickhouse_test_dsn, unique_database
 from streams.config import Settings
 from streams.journey.offline import OfflinePipeline
 from streams.simulator import SimulationConfig, simulate
 
-DATABASE = "dashboards_week"
 DASHBOARDS = load_generated()
 PANELS = [(d["uid"], p) for d in DASHBOARDS for p in iter_panels(d)]
 
@@ -49,11 +49,12 @@ class LoadedWeek:
     patient_ids: frozenset[str]  # the source's patient identifiers (PHI), never to be shown
 
 
-def _open_chdb(directory: Path) -> Client:
+def _open(directory: Path) -> Client:
+    """chdb in ``directory``, or the server named by ``$CLICKHOUSE_URL`` (like the sink tests)."""
     # One process holds one chdb directory: if another test module opened one and kept
     # it, share it (our rows live in their own database).
     try:
-        return connect(f"chdb://{directory}")
+        return connect(clickhouse_test_dsn(directory))
     except Exception as error:  # chdb raises a plain RuntimeError-like error here
         found = re.search(r"already initialized with path '([^']+)'", str(error))
         if not found:
@@ -87,20 +88,22 @@ def load_week(client: Client, database: str) -> frozenset[str]:
 
 @pytest.fixture(scope="module")
 def week(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LoadedWeek]:
-    client = _open_chdb(tmp_path_factory.mktemp("chdb"))
-    migrate(client, DATABASE)
-    patient_ids = load_week(client, DATABASE)
+    client = _open(tmp_path_factory.mktemp("chdb") / "clickhouse")
+    database = unique_database("dashboards")
+    migrate(client, database)
+    patient_ids = load_week(client, database)
     # Panels name tables without a database, like Grafana's datasource with
     # defaultDatabase = journeys.
-    client.database = DATABASE
+    client.database = database
     start, end = client.query(
         "SELECT min(scheduled_start), max(last_event_at) FROM appointment_journeys FINAL"
     ).result_rows[0]
     time_range = TimeRange(start.replace(tzinfo=UTC), end.replace(tzinfo=UTC))
     options = {s.name: list(s.options) for s in all_selections(client, time_range)}
     try:
-        yield LoadedWeek(client, DATABASE, time_range, options, patient_ids)
+        yield LoadedWeek(client, database, time_range, options, patient_ids)
     finally:
+        client.command(f"DROP DATABASE IF EXISTS {database}")
         client.close()
 
 
