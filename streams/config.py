@@ -80,6 +80,9 @@ class Settings(BaseSettings):
     replication_factor: int = Field(default=1, ge=1)
     session_timeout_s: float = Field(default=10.0, gt=0)
     consumer_group: str = "journeys"
+    producer_max_batch_size: int = Field(
+        default=16384, ge=1, description="bytes per producer batch (changelogs included); 1 = one record per batch"
+    )
 
     # -- stream processing ------------------------------------------------------------
     app_id: str = "journeys"

@@ -41,6 +41,10 @@ from streams.worker import MARKER_HEADER, marker_value
 
 log = get_logger("streams.pipeline")
 
+# Settings a child worker must share with this process (the rest come from the environment).
+_WORKER_SETTINGS = ("app_id", "consumer_group", "topic_scheduling", "topic_checkin", "topic_waits", "topic_telehealth",
+                    "topic_deadletter", "topic_output", "topic_patient_updates", "producer_max_batch_size")
+
 
 @dataclass
 class FeedCounts:
@@ -76,12 +80,20 @@ class WorkerProcess:
             "JOURNEYS_SESSION_TIMEOUT_S": str(settings.session_timeout_s),
             "JOURNEYS_PARTITIONS": str(settings.partitions),
             "JOURNEYS_BATCH_SIZE": str(settings.batch_size),
+            **{f"JOURNEYS_{name.upper()}": str(getattr(settings, name)) for name in _WORKER_SETTINGS},
             "JOURNEYS_LOG_FORMAT": "json",
         }
+        self.expected_exit: tuple[int, ...] = ()
         self._log = self.log_path.open("wb")
         self.process = subprocess.Popen(
             [sys.executable, "-m", "streams.cli", "worker"], env=env, stdout=self._log, stderr=subprocess.STDOUT
         )
+
+    def kill(self) -> None:
+        """SIGKILL: no shutdown, no final commit (the crash a restart must survive)."""
+        self.expected_exit = (-9,)
+        self.process.kill()
+        self.process.wait()
 
     def get(self, path: str) -> tuple[int, bytes]:
         try:
@@ -198,10 +210,19 @@ class LocalPipeline:
         self.client = connect(settings.dsn)
         migrate(self.client, settings.clickhouse_database)
         self.writer = WriterThread(settings, self.bootstrap)
-        self.workers = [WorkerProcess(settings, self.bootstrap, self.run_dir, i) for i in range(self._workers_wanted)]
+        for _ in range(self._workers_wanted):
+            self.start_worker(wait=False)
         for worker in self.workers:
             worker.wait_ready(timeout=120)
         log.info("pipeline_started", workers=len(self.workers), run_dir=str(self.run_dir))
+
+    def start_worker(self, wait: bool = True) -> WorkerProcess:
+        """One more stream worker in the consumer group (e.g. to replace a killed one)."""
+        worker = WorkerProcess(self.settings, self.bootstrap, self.run_dir, len(self.workers))
+        self.workers.append(worker)
+        if wait:
+            worker.wait_ready(timeout=120)
+        return worker
 
     def feed(self, lines: Iterable[tuple[int, bytes]], origin: str = "input", progress: bool = True,
              total: int | None = None) -> FeedCounts:
@@ -266,7 +287,7 @@ class LocalPipeline:
             assert self.writer is not None
             self.writer.check()
             for worker in self.workers:
-                if worker.process.poll() is not None:
+                if worker.process.poll() not in (None, *worker.expected_exit):
                     raise RuntimeError(f"stream worker exited with {worker.process.returncode}:\n{worker.log_tail()}")
             seen = marker_rows(self.client, self.settings.clickhouse_database, marker_id)
             if progress and seen != shown:
@@ -282,7 +303,8 @@ class LocalPipeline:
     def worker_metrics(self) -> dict[str, float]:
         total: Counter[str] = Counter()
         for worker in self.workers:
-            total.update(worker.metrics())
+            if worker.process.poll() is None:
+                total.update(worker.metrics())
         return dict(total)
 
     def stop(self) -> None:

@@ -121,6 +121,7 @@ def create_app(settings: Settings) -> Any:
         consumer_auto_offset_reset="earliest",
         producer_acks=-1,
         producer_max_request_size=4 * MAX_OUTPUT_BYTES,
+        producer_max_batch_size=settings.producer_max_batch_size,
         table_standby_replicas=0,
         web_port=settings.web_port,
         web_bind="0.0.0.0",

@@ -175,18 +175,21 @@ def compute_journey(appointment_id: str, facts: list[Fact], watermark_ms: int, p
     no_show = explicit_no_show or inferred_no_show
 
     if is_telehealth:
-        completed = patient_join is not None and "session.ended" in first
+        completed = patient_join is not None and provider_join is not None and "session.ended" in first
         in_progress = patient_join is not None
+        # A patient who gave up before any provider joined left without being seen.
+        gave_up = bool(patient_lefts) and provider_join is None
     else:
         completed = checked_out is not None
         in_progress = any(kind in first for kind in IN_PERSON_PROGRESS)
+        gave_up = False
     if cancelled is not None:
         status = "late_cancelled" if late_cancelled else "cancelled"
     elif explicit_no_show:
         status = "no_show"
     elif completed:
         status = "completed"
-    elif lwbs is not None:
+    elif lwbs is not None or gave_up:
         status = "left_without_being_seen"
     elif inferred_no_show:
         status = "no_show"

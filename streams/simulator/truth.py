@@ -293,10 +293,11 @@ def appointment_truth(visit: Visit, watermark_ms: int, rules: TruthRules | None 
     elif explicit_no_show:
         status = "no_show"
     elif (not telehealth and checked_out is not None) or (
-        telehealth and visit.session_ended is not None and any(t < visit.session_ended for t in patient_joins)
+        telehealth and visit.session_ended is not None and patient_joins and provider_joins
     ):
         status = "completed"
-    elif lwbs is not None:
+    elif lwbs is not None or (telehealth and first_patient_left is not None and first_provider is None):
+        # A telehealth patient who gave up before any provider joined left without being seen.
         status = "left_without_being_seen"
     elif no_show:
         status = "no_show"
@@ -374,7 +375,8 @@ def appointment_truth(visit: Visit, watermark_ms: int, rules: TruthRules | None 
                     hits.append(FrictionHit(rule.name, rule.severity, error, rule.threshold, end))
             continue
         if rule.metric == "left_without_being_seen":
-            value: Any = status == "left_without_being_seen"
+            # The check-in event; the telehealth case has its own rule (telehealth_abandoned).
+            value: Any = lwbs is not None
         else:
             value = getattr(record, rule.metric, None)
         if value is None or not _crosses(value, rule):
