@@ -22,7 +22,6 @@ from dashboards.macros import (
     grafana_interval,
     parse_duration,
 )
-from dashboards.panels import VARIABLE_QUERIES
 
 # Roughly the pixel width of a full-width panel: Grafana's maxDataPoints default.
 MAX_DATA_POINTS = 1200
@@ -63,10 +62,21 @@ def default_database(client: Any, database: str) -> Iterator[Any]:
         client.database = previous
 
 
-def all_selections(client: Any, time_range: TimeRange) -> list[Selection]:
-    """Every variable at "All", with its options from its own query (chained in order)."""
+def variable_queries(dashboard: dict[str, Any]) -> dict[str, str]:
+    """The SQL of the dashboard's query variables, in dashboard order (name -> SQL)."""
+    queries = {}
+    for variable in dashboard.get("templating", {}).get("list", []):
+        if variable.get("type") == "query":
+            query = variable.get("query", "")
+            queries[variable["name"]] = query if isinstance(query, str) else str(query.get("rawSql", ""))
+    return queries
+
+
+def all_selections(client: Any, time_range: TimeRange, dashboard: dict[str, Any]) -> list[Selection]:
+    """Every query variable of ``dashboard`` at "All", with its options from its own
+    query (in dashboard order, so a chained variable sees the ones before it)."""
     selections: list[Selection] = []
-    for name, query in VARIABLE_QUERIES.items():
+    for name, query in variable_queries(dashboard).items():
         rows = client.query(expand(query, time_range, timedelta(minutes=1), selections)).result_rows
         selections.append(Selection(name, ALL, tuple(str(row[0]) for row in rows)))
     return selections

@@ -266,10 +266,9 @@ def render_report(
     dashboards = [d for d in load_generated() if only is None or d["uid"] in only]
     sections = []
     with default_database(client, database):
-        selections = all_selections(client, time_range)
         for dashboard in dashboards:
             own = dashboard_range(dashboard, time_range.end, time_range.start) if dashboard_ranges else time_range
-            html, _ = render_dashboard(client, dashboard, own, selections)
+            html, _ = render_dashboard(client, dashboard, own, all_selections(client, own, dashboard))
             sections.append(html)
     span = _span(time_range)
     links = " · ".join(

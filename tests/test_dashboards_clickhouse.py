@@ -25,8 +25,7 @@ from clickhouse_connect.driver.client import Client
 
 from dashboards.generate import iter_panels, load_generated
 from dashboards.macros import ALL, Selection, TimeRange, expand
-from dashboards.panels import VARIABLE_QUERIES
-from dashboards.query import all_selections, panel_sql
+from dashboards.query import all_selections, panel_sql, variable_queries
 from dashboards.report import render_report
 from sinks.client import connect
 from sinks.migrate import migrate
@@ -99,7 +98,7 @@ def week(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LoadedWeek]:
         "SELECT min(scheduled_start), max(last_event_at) FROM appointment_journeys FINAL"
     ).result_rows[0]
     time_range = TimeRange(start.replace(tzinfo=UTC), end.replace(tzinfo=UTC))
-    options = {s.name: list(s.options) for s in all_selections(client, time_range)}
+    options = {s.name: list(s.options) for s in all_selections(client, time_range, DASHBOARDS[0])}
     try:
         yield LoadedWeek(client, database, time_range, options, patient_ids)
     finally:
@@ -219,11 +218,17 @@ def test_variable_queries_list_sites_departments_providers(week: LoadedWeek) -> 
     assert len(week.options["site"]) == WEEK.sites
     # Chained: one site narrows the providers to that site's.
     site = week.options["site"][0]
-    sql = expand(VARIABLE_QUERIES["provider"], week.time_range, timedelta(minutes=1),
+    sql = expand(variable_queries(DASHBOARDS[0])["provider"], week.time_range, timedelta(minutes=1),
                  [Selection("site", [site]), Selection("department", ALL, tuple(week.options["department"]))])
     providers = [row[0] for row in week.client.query(sql).result_rows]
     assert providers == _providers_of(week, site)
     assert 0 < len(providers) < len(week.options["provider"])
+
+
+@pytest.mark.parametrize("dashboard", DASHBOARDS, ids=[d["uid"] for d in DASHBOARDS])
+def test_every_dashboards_variables_list_the_same_values(week: LoadedWeek, dashboard: dict[str, Any]) -> None:
+    selections = all_selections(week.client, week.time_range, dashboard)
+    assert {s.name: list(s.options) for s in selections} == week.options
 
 
 def test_a_single_site_filter_really_filters(week: LoadedWeek) -> None:
