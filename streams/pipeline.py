@@ -33,6 +33,7 @@ import orjson
 
 from schemas.decode import Rejected, decode
 from streams.broker import LocalBroker, free_port
+from streams.children import die_with_parent
 from streams.commands.worker import changelog_topics, check_topics
 from streams.config import Settings
 from streams.journey.facts import epoch_ms
@@ -86,7 +87,8 @@ class WorkerProcess:
         self.expected_exit: tuple[int, ...] = ()
         self._log = self.log_path.open("wb")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "streams.cli", "worker"], env=env, stdout=self._log, stderr=subprocess.STDOUT
+            [sys.executable, "-m", "streams.cli", "worker"], env=env, stdout=self._log, stderr=subprocess.STDOUT,
+            preexec_fn=die_with_parent,
         )
 
     def kill(self) -> None:

@@ -106,6 +106,7 @@ class Stats:
 def create_app(settings: Settings) -> Any:
     """Build the Faust app with its topics, tables, agents and web pages."""
     import faust
+    from mode import CrashingSupervisor
 
     (settings.data_dir / "faust").mkdir(parents=True, exist_ok=True)
     app = faust.App(
@@ -134,10 +135,10 @@ def create_app(settings: Settings) -> Any:
     deadletter = app.topic(settings.topic_deadletter, **raw)
     output = app.topic(settings.topic_output, **raw)
     patient_updates = app.topic(settings.topic_patient_updates, **raw)
-    # Keys as JSON strings (they come back as str after recovery); values are the states' own bytes.
-    state_schema = faust.Schema(key_type=str, value_type=bytes, key_serializer="json", value_serializer="raw")
-    journey_table = app.Table("journey_state", partitions=settings.partitions, schema=state_schema)
-    patient_table = app.Table("patient_state", partitions=settings.partitions, schema=state_schema)
+    # Faust picks changelog codecs from key_type/value_type: str keys as JSON (they come
+    # back as str after recovery), bytes values raw (the states' own encoding).
+    journey_table = app.Table("journey_state", partitions=settings.partitions, key_type=str, value_type=bytes)
+    patient_table = app.Table("patient_state", partitions=settings.partitions, key_type=str, value_type=bytes)
 
     edge: Edge = edge_from(settings)
     journeys: JourneyProcessor = journey_processor_from(settings)
@@ -226,7 +227,8 @@ def create_app(settings: Settings) -> Any:
         log.info("marker_passed", stage="journey", marker_id=marker["marker_id"], topic=event.message.topic,
                  partition=partition)
 
-    @app.agent(inputs, name="journeys")
+    # A crashed agent must stop the worker (and so be restarted), not leave it idle.
+    @app.agent(inputs, name="journeys", supervisor_strategy=CrashingSupervisor)
     async def journey_agent(stream: Any) -> None:
         async for events in stream.take_events(settings.batch_size, within=settings.batch_seconds):
             if rebuild["journeys"]:
@@ -247,7 +249,7 @@ def create_app(settings: Settings) -> Any:
 
     # -- patients ------------------------------------------------------------------------
 
-    @app.agent(patient_updates, name="patients")
+    @app.agent(patient_updates, name="patients", supervisor_strategy=CrashingSupervisor)
     async def patient_agent(stream: Any) -> None:
         async for events in stream.take_events(settings.batch_size, within=settings.batch_seconds):
             if rebuild["patients"]:

@@ -57,6 +57,23 @@ def make_topics(broker: LocalBroker) -> Callable[..., list[str]]:
     return make
 
 
+@pytest.fixture(scope="session")
+def clickhouse_dsn(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """ONE ClickHouse for the whole session: ``CLICKHOUSE_URL`` (a real server,
+    ``http://user:pass@host:8123``) when set, else embedded chdb in a session directory.
+
+    chdb admits one data directory per process, so every test shares this one and
+    isolates itself with a database of its own (see ``fresh_database``).
+    """
+    return os.environ.get("CLICKHOUSE_URL") or f"chdb:///{tmp_path_factory.mktemp('clickhouse')}"
+
+
+@pytest.fixture
+def fresh_database() -> str:
+    """A database name no other test uses."""
+    return f"test_{uuid.uuid4().hex[:12]}"
+
+
 @pytest.fixture(autouse=True)
 def _restore_logging_config() -> Iterator[None]:
     """Undo a command's configure_logging after each test.

@@ -16,7 +16,7 @@ settled: both only grow, so later states carry larger versions.
 ...     _ = state.update({"appointment_id": appointment, "version": 40, "patient_key": "pk",
 ...         "status": "completed", "scheduled_start": start, "friction_rules": ["lobby_wait"],
 ...         "site_id": "s1", "department": "cardiology", "provider_id": "dr1"})
->>> emission = state.evaluate("pk", watermark_ms=200 * day)
+>>> emission, _ = state.evaluate("pk", watermark_ms=200 * day)
 >>> summary = emission.bundle["patient_journeys"][0]
 >>> summary["visits_completed"], summary["days_since_previous_completed_visit"]
 (2, 30.0)
@@ -46,7 +46,6 @@ VERSION, STATUS, START, RULES, SITE, DEPARTMENT, PROVIDER = range(7)
 class PatientEmission:
     version: int
     bundle: Bundle
-    deadlines: tuple[int, ...]
 
 
 class PatientState:
@@ -78,7 +77,8 @@ class PatientState:
         ]
         return True
 
-    def evaluate(self, patient_key: str, watermark_ms: int) -> PatientEmission | None:
+    def evaluate(self, patient_key: str, watermark_ms: int) -> tuple[PatientEmission | None, tuple[int, ...]]:
+        """The next version's rows (``None`` when unchanged) and when to look again."""
         visits = sorted(
             (record[START], appointment_id, record)
             for appointment_id, record in self.appointments.items()
@@ -117,8 +117,9 @@ class PatientState:
                 "days_to_next_visit": (later - start) / DAY_MS if later is not None else None,
             })
         version = 4096 * sum(r[VERSION] for r in self.appointments.values()) + min(decided_by_watermark, _DECIDED_LIMIT)
+        deadlines = tuple(row["visit_at"] + RETURN_WINDOW_MS for row in visit_rows if row["returned_within_90d"] is None)
         if version <= self.version:
-            return None
+            return None, deadlines
         for row in visit_rows:
             row["version"] = version
         statuses = [record[STATUS] for record in self.appointments.values()]
@@ -147,5 +148,5 @@ class PatientState:
             for gone in sorted(set(self.emitted) - set(keys))
         ]
         self.version, self.emitted = version, keys
-        deadlines = tuple(row["visit_at"] + RETURN_WINDOW_MS for row in visit_rows if row["returned_within_90d"] is None)
-        return PatientEmission(version, {"patient_journeys": [summary], "patient_visits": visit_rows + tombstones}, deadlines)
+        bundle = {"patient_journeys": [summary], "patient_visits": visit_rows + tombstones}
+        return PatientEmission(version, bundle), deadlines

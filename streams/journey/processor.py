@@ -71,6 +71,10 @@ class Timers:
         for deadline in deadlines:
             heapq.heappush(self.heap, (deadline, key))
 
+    def push_future(self, key: str, deadlines: Iterable[int], watermark_ms: int) -> None:
+        """Schedule the deadlines still ahead of the watermark (a passed one would fire again at once)."""
+        self.push(key, (d for d in deadlines if d > watermark_ms))
+
     def pop_due(self, watermark_ms: int) -> list[str]:
         due: dict[str, None] = {}
         while self.heap and self.heap[0][0] <= watermark_ms:
@@ -139,14 +143,14 @@ class JourneyProcessor:
     def _evaluate(
         self, store: MutableMapping[str, bytes], partition: int, appointment_id: str, state: JourneyState, watermark: int
     ) -> Emission | None:
-        emission = state.evaluate(appointment_id, watermark, self.policy, self.rules)
+        emission, deadlines = state.evaluate(appointment_id, watermark, self.policy, self.rules)
         if emission is not None:
             emission.patient_update["watermark"] = watermark
-            evict_at = max(emission.deadlines, default=watermark) + self.retention_ms
-            self.timers.setdefault(partition, Timers()).push(appointment_id, (*emission.deadlines, evict_at))
         elif _evictable(state, watermark, self.policy, self.retention_ms):
             store.pop(appointment_id, None)
             return None
+        evict_at = max(deadlines, default=watermark) + self.retention_ms
+        self.timers.setdefault(partition, Timers()).push_future(appointment_id, (*deadlines, evict_at), watermark)
         if state.dirty:
             state.partition = partition
             store[appointment_id] = state.to_bytes()
@@ -166,6 +170,8 @@ def _reschedule(timers: dict[int, Timers], store: Mapping[str, bytes], partition
     timers.clear()
     count = 0
     for key, raw in store.items():
+        if raw is None:  # a deleted (evicted) key, as a changelog tombstone may restore it
+            continue
         partition = orjson.loads(raw)["p"]
         if partition in partitions:
             timers.setdefault(partition, Timers()).push(key, (NO_WATERMARK + 1,))
@@ -214,9 +220,10 @@ class PatientProcessor:
     def _evaluate(
         self, store: MutableMapping[str, bytes], partition: int, patient_key: str, state: PatientState
     ) -> PatientEmission | None:
-        emission = state.evaluate(patient_key, self.watermark.value)
+        watermark = self.watermark.value
+        emission, deadlines = state.evaluate(patient_key, watermark)
+        self.timers.setdefault(partition, Timers()).push_future(patient_key, deadlines, watermark)
         if emission is not None:
-            self.timers.setdefault(partition, Timers()).push(patient_key, emission.deadlines)
             state.partition = partition
             store[patient_key] = state.to_bytes()
         return emission

@@ -16,10 +16,10 @@ ClickHouse tables keep the row with the largest version.
 >>> arrived = [1_000, "patient.arrived", "kiosk", "e1", "s1", "cardiology", None, "pk", {}]
 >>> state.add(arrived), state.add(list(arrived))
 (True, False)
->>> emission = state.evaluate("a1", watermark_ms=0, policy=JourneyPolicy(), rules=())
+>>> emission, deadlines = state.evaluate("a1", watermark_ms=0, policy=JourneyPolicy(), rules=())
 >>> emission.version, emission.bundle["appointment_journeys"][0]["status"]
 (4, 'in_progress')
->>> state.evaluate("a1", watermark_ms=0, policy=JourneyPolicy(), rules=()) is None
+>>> state.evaluate("a1", watermark_ms=0, policy=JourneyPolicy(), rules=())[0] is None
 True
 """
 
@@ -46,7 +46,6 @@ class Emission:
     version: int
     bundle: Bundle
     patient_update: dict[str, Any]
-    deadlines: tuple[int, ...]
 
 
 class JourneyState:
@@ -92,12 +91,13 @@ class JourneyState:
 
     def evaluate(
         self, appointment_id: str, watermark_ms: int, policy: JourneyPolicy, rules: tuple[Rule, ...]
-    ) -> Emission | None:
-        """The next version's rows, or ``None`` when nothing changed since the last one."""
+    ) -> tuple[Emission | None, tuple[int, ...]]:
+        """The next version's rows (``None`` when nothing changed since the last one), and
+        the event times at which the journey must be evaluated again."""
         view = compute_journey(appointment_id, list(self.facts.values()), watermark_ms, policy)
         version = 4 * len(self.facts) + view.stage
         if version <= self.version:
-            return None
+            return None, view.deadlines
         hits = evaluate_friction(view, rules)
         bundle, keys = _rows(view, hits, version)
         for stale in sorted(set(self.emitted) - set(keys)):
@@ -114,7 +114,7 @@ class JourneyState:
             "friction_rules": sorted({hit["rule"] for hit in hits}),
             **{column: row[column] for column in _CONTEXT_COLUMNS},
         }
-        return Emission(version, bundle, patient_update, view.deadlines)
+        return Emission(version, bundle, patient_update), view.deadlines
 
 
 def _dedupe_key(fact: Fact) -> str:

@@ -1,0 +1,98 @@
+"""Stream worker throughput: replay N simulated events through the real broker.
+
+    python bench/throughput.py --events 200000
+
+1. simulates at least N events (clean: no invalid lines) and pre-produces them to the
+   local broker, so the worker's clock measures the worker, not the producer;
+2. starts ONE ``journeys worker`` process and polls its /metrics until it has taken
+   every event; prints events/s per worker process and the worker's peak RSS;
+3. runs the same events through the transport-free journey logic (offline pipeline)
+   to show where the time goes (edge decode, journey logic, Kafka and Faust), and
+   prints the state bytes per open appointment.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from streams.broker import LocalBroker  # noqa: E402
+from streams.commands.worker import check_topics  # noqa: E402
+from streams.config import load_settings  # noqa: E402
+from streams.journey.offline import OfflinePipeline  # noqa: E402
+from streams.pipeline import WorkerProcess  # noqa: E402
+from streams.produce import produce_events  # noqa: E402
+from streams.simulator import SimulationConfig, simulate  # noqa: E402
+
+
+def simulated_lines(events: int, seed: int) -> list[bytes]:
+    days = 7
+    while True:
+        lines = list(simulate(SimulationConfig(seed=seed, days=days, sites=6, volume=16)).lines)
+        if len(lines) >= events:
+            return lines[:events]
+        days = int(days * events / max(len(lines), 1) * 1.1) + 1
+
+
+def peak_rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--events", type=int, default=200_000)
+    parser.add_argument("--seed", type=int, default=11)
+    parser.add_argument("--batch-size", type=int, default=5000)
+    parser.add_argument("--partitions", type=int, default=4)
+    args = parser.parse_args()
+
+    lines = simulated_lines(args.events, args.seed)
+    print(f"simulated {len(lines)} events")
+
+    started = time.perf_counter()
+    offline = OfflinePipeline.from_settings(load_settings(batch_size=args.batch_size))
+    result = offline.run(lines)
+    logic_s = time.perf_counter() - started
+    open_states = offline.journey_store
+    state_bytes = sum(len(v) for v in open_states.values())
+    print(f"journey logic alone (decode + state + rows, no Kafka): {len(lines) / logic_s:,.0f} events/s")
+    print(f"state: {len(open_states)} journeys, {state_bytes / max(len(open_states), 1):,.0f} bytes per appointment"
+          f" ({result.counts['journey_versions']} journey versions)")
+
+    with tempfile.TemporaryDirectory() as run_dir, LocalBroker(topics=(), partitions=args.partitions) as broker:
+        settings = load_settings(bootstrap=broker.bootstrap, partitions=args.partitions, session_timeout_s=3.0,
+                                 batch_size=args.batch_size)
+        check_topics(settings)
+        produce_events(lines, broker.bootstrap, settings.topics, progress=False)
+        worker = WorkerProcess(settings, broker.bootstrap, Path(run_dir), 0)
+        try:
+            worker.wait_ready(timeout=120)
+            first = None
+            while True:
+                taken = worker.metrics().get("journeys_events_valid_total", 0)
+                now = time.perf_counter()
+                if taken and first is None:
+                    first = (now, taken)
+                if taken >= len(lines):
+                    break
+                time.sleep(0.1)
+            assert first is not None
+            elapsed = now - first[0]
+            rate = (taken - first[1]) / elapsed if elapsed > 0 else float("inf")
+            print(f"stream worker (1 process, {args.partitions} partitions, batch {args.batch_size}): "
+                  f"{rate:,.0f} events/s; peak RSS {peak_rss_mb(worker.process.pid):,.0f} MB")
+        finally:
+            worker.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
