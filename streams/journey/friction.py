@@ -3,7 +3,7 @@
 >>> rules = load_rules()
 >>> [r.name for r in rules][:3]
 ['lobby_wait', 'room_wait', 'provider_start_delay']
->>> Rule(name="x", metric="lobby_wait", op=">", threshold=1, severity="low")
+>>> Rule(name="x", metric="lobby_wait", op=">", threshold=1, severity="low")  # doctest: +ELLIPSIS
 Traceback (most recent call last):
 ...
 pydantic_core._pydantic_core.ValidationError: 1 validation error for Rule

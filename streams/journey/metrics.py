@@ -339,6 +339,6 @@ def compute_journey(appointment_id: str, facts: list[Fact], watermark_ms: int, p
         queue_waits=queue_rows,
         touchpoints=touchpoints,
         flags={"left_without_being_seen": int(lwbs is not None)},
-        stage=int(deadline_passed) + 2 * int(final),
+        stage=int(inferred_no_show) + 2 * int(final),
         deadlines=deadlines,
     )

@@ -4,11 +4,12 @@ A :class:`JourneyState` is the deduplicated set of an appointment's facts plus t
 version and row keys it last emitted. Applying facts is idempotent and commutative;
 :meth:`JourneyState.evaluate` turns the state and a watermark into versioned rows.
 
-The version is ``4 * number_of_facts + stage`` where stage counts the event-time
-thresholds the watermark has crossed (no-show deadline: 1, journey closed: 2). The
-facts only grow and the thresholds only pass, so a later state always carries a
-larger version, and the same facts at the same stage always give the same rows: the
-ClickHouse tables keep the row with the largest version.
+The version is ``4 * number_of_facts + stage`` where stage records what the
+watermark alone decided: a no-show inferred at the deadline (1), the journey closed
+(2). The facts only grow and, for given facts, these only turn on as the watermark
+passes, so a later state always carries a larger version, and the same facts at the
+same stage always give the same rows: the ClickHouse tables keep the row with the
+largest version.
 
 >>> from streams.journey.state import JourneyState
 >>> from streams.journey.metrics import JourneyPolicy
