@@ -15,7 +15,7 @@ Guarantees:
 - markers last: a partition's marker rows are inserted only after every row before
   them on that partition (and the ``site_hourly`` buckets they touch);
 - backpressure: while ClickHouse fails, the writer stops fetching (partitions
-  paused; it holds at most one batch plus one fetch) and retries with exponential
+  paused; it holds at most two batches: one being inserted, one fetched) and retries with exponential
   backoff capped at ``sink_max_retry_s``; it keeps polling so it stays in the
   consumer group.
 
@@ -130,7 +130,10 @@ class SinkWriter:
         self._http: WriterHttp | None = None
         self._bundles: list[dict[str, Any]] = []
         self._offsets: dict[TopicPartition, int] = {}  # next offset to commit, per partition
-        self._pending: deque[tuple[TopicPartition, int, bytes | None]] = deque()  # fetched, not yet batched
+        # Fetched and decoded, not yet in a batch: (partition, offset, bundle or None, rows).
+        self._pending: deque[tuple[TopicPartition, int, dict[str, Any] | None, int]] = deque()
+        self._pending_rows = 0
+        self._inflight: asyncio.Task[bool] | None = None  # the batch being inserted, if any
         self._max_records = max(1, min(2000, config.batch_rows))
         self._buffer_since = 0.0
         self._failures = 0
@@ -246,14 +249,18 @@ class SinkWriter:
     # -- main loop ---------------------------------------------------------------------
 
     async def _step(self) -> None:
+        """One turn: finish/start a flush, then fetch. Fetching goes on while a batch is
+        being inserted (on the ClickHouse thread), so Kafka and ClickHouse work overlap."""
         assert self._consumer is not None
         self._alive_at = time.monotonic()
-        if not self._clickhouse_ok and not self._offsets and time.monotonic() >= self._retry_at:
-            await self._probe_clickhouse()  # idle but not ready: keep trying so /readyz recovers
-        self._fill_from_pending()
-        if self._offsets and self._flush_due() and time.monotonic() >= self._retry_at:
-            if await self._flush():
-                self._fill_from_pending()
+        if self._inflight is not None and self._inflight.done():
+            self._inflight = None
+        if self._inflight is None:
+            if not self._clickhouse_ok and not self._offsets and time.monotonic() >= self._retry_at:
+                await self._probe_clickhouse()  # idle but not ready: keep trying so /readyz recovers
+            self._fill_from_pending()
+            if self._offsets and self._flush_due() and time.monotonic() >= self._retry_at:
+                self._inflight = asyncio.create_task(self._flush())
         self._apply_backpressure()
         try:
             batches = await self._consumer.getmany(timeout_ms=self._poll_timeout_ms(), max_records=self._max_records)
@@ -263,15 +270,24 @@ class SinkWriter:
             await self._sleep(0.5)
             return
         for partition, records in batches.items():
-            self._pending.extend((partition, record.offset, record.value) for record in records)
-        self._fill_from_pending()
+            for record in records:
+                decoded = self._decode(partition, record.offset, record.value)
+                self._pending.append(decoded)
+                self._pending_rows += decoded[3]
         self._log_progress()
 
     def _fill_from_pending(self) -> None:
         # Batches stop at batch_rows (at a message boundary) even when one fetch
         # brought more: the rest waits here, already fetched, for the next batch.
         while self._pending and self.metrics.buffered_rows < self.config.batch_rows:
-            self._add(*self._pending.popleft())
+            partition, offset, bundle, rows = self._pending.popleft()
+            self._pending_rows -= rows
+            if not self._offsets:
+                self._buffer_since = time.monotonic()
+            self._offsets[partition] = offset + 1
+            if bundle is not None:
+                self._bundles.append(bundle)
+                self.metrics.buffered_rows += rows
 
     def _flush_due(self) -> bool:
         return (
@@ -282,6 +298,8 @@ class SinkWriter:
     def _poll_timeout_ms(self) -> int:
         # Wake up in time for the next flush or retry, and often enough to see stop();
         # don't wait at all while fetched records or a due batch are waiting for us.
+        if self._inflight is not None:
+            return 20  # check back soon: the next batch starts when this one is in
         now = time.monotonic()
         if self._pending and self._clickhouse_ok:
             return 0
@@ -291,10 +309,13 @@ class SinkWriter:
         return max(0, int((wake - now) * 1000))
 
     def _apply_backpressure(self) -> None:
-        # Stop fetching while ClickHouse fails or the buffer is full; getmany() still
-        # runs (returning nothing) so the consumer keeps its group membership.
+        # Stop fetching while ClickHouse fails or a whole next batch is already fetched
+        # (memory: one batch being inserted + one waiting); getmany() still runs
+        # (returning nothing) so the consumer keeps its group membership.
         assert self._consumer is not None
-        should_pause = not self._clickhouse_ok or len(self._pending) >= self._max_records
+        should_pause = not self._clickhouse_ok or self._pending_rows >= self.config.batch_rows or (
+            len(self._pending) >= self.config.batch_rows  # messages without rows count too
+        )
         assigned = self._consumer.assignment()
         if should_pause and not self._paused and assigned:
             self._consumer.pause(*assigned)
@@ -305,44 +326,48 @@ class SinkWriter:
             self._paused = False
             log.info("consumption_resumed")
 
-    def _add(self, partition: TopicPartition, offset: int, value: bytes | None) -> None:
+    def _decode(
+        self, partition: TopicPartition, offset: int, value: bytes | None
+    ) -> tuple[TopicPartition, int, dict[str, Any] | None, int]:
         self.metrics.messages += 1
-        if not self._offsets:
-            self._buffer_since = time.monotonic()
-        self._offsets[partition] = offset + 1
         try:
             bundle = orjson.loads(value) if value is not None else None
         except orjson.JSONDecodeError:
             bundle = None
         if not isinstance(bundle, dict):
-            # Never the payload in logs: rows can carry PHI-adjacent data.
+            # Never the payload in logs: rows can carry PHI-adjacent data. The offset is
+            # still committed with the batch it falls in: a bad message is skipped once.
             self.metrics.errors["decode"] += 1
             log.error("message_not_a_bundle", topic=partition.topic, partition=partition.partition, offset=offset)
-            return
-        self._bundles.append(with_output_partition(bundle, partition.partition))
-        self.metrics.buffered_rows += sum(len(rows) for rows in bundle.values() if isinstance(rows, list))
+            return partition, offset, None, 0
+        rows = sum(len(rows) for rows in bundle.values() if isinstance(rows, list))
+        return partition, offset, with_output_partition(bundle, partition.partition), rows
 
     # -- flush -------------------------------------------------------------------------
 
     async def _flush(self) -> bool:
-        """Insert the buffer, then commit its offsets; on failure keep it and schedule a retry."""
+        """Insert the current batch, then commit its offsets; on failure keep it and schedule a retry."""
         async with self._lock:
             if not self._bundles and not self._offsets:
                 return True
-            bundles, offsets, rows = self._bundles, dict(self._offsets), self.metrics.buffered_rows
+            bundles, offsets, rows = self._bundles, self._offsets, self.metrics.buffered_rows
+            self._bundles, self._offsets, self.metrics.buffered_rows = [], {}, 0
             started = self._insert_started = time.monotonic()
             try:
                 counts, rejected = await self._in_clickhouse_thread(self._write, bundles)
             except Exception as error:  # noqa: BLE001 - any failure: keep the batch, retry later
                 self._insert_started = 0.0
+                # Put the batch back in front of anything batched since (nothing is while
+                # a flush runs, but keep the order right regardless).
+                self._bundles = bundles + self._bundles
+                self._offsets = {**offsets, **self._offsets}
+                self.metrics.buffered_rows += rows
                 self.metrics.errors["insert"] += 1
                 self._clickhouse_failed(error, "insert_failed")
                 await self._in_clickhouse_thread(self._close_client)  # reconnect on the next attempt
                 return False
             self._insert_started = 0.0
             elapsed = time.monotonic() - started
-            self._bundles, self._offsets = [], {}
-            self.metrics.buffered_rows = 0
             self.metrics.rows_written.update(counts)
             self.metrics.rows_rejected.update(rejected)
             self.metrics.batches += 1
@@ -368,10 +393,15 @@ class SinkWriter:
         self.metrics.last_commit_time = time.time()
 
     async def _flush_on_stop(self) -> None:
+        if self._inflight is not None:
+            await self._inflight
+            self._inflight = None
+        self._fill_from_pending()  # already fetched: write it rather than fetch it again later
         deadline = time.monotonic() + self.config.stop_flush_timeout_s
         while self._bundles or self._offsets:
             if await self._flush():
-                return
+                self._fill_from_pending()
+                continue
             if time.monotonic() >= deadline:
                 log.warning("stop_without_flush", buffered_rows=self.metrics.buffered_rows,
                             note="not committed: these messages will be delivered again")
@@ -380,7 +410,9 @@ class SinkWriter:
 
     async def _on_revoked(self, revoked: set[TopicPartition]) -> None:
         # Hand partitions over clean: write and commit what we hold. If ClickHouse is
-        # down, drop the buffer uncommitted: the next owner gets those records again.
+        # down, drop the batch uncommitted: the next owner gets those records again.
+        if self._inflight is not None:
+            await asyncio.shield(self._inflight)
         if self._bundles or self._offsets:
             if not await self._flush():
                 log.warning("rebalance_buffer_dropped", buffered_rows=self.metrics.buffered_rows)
@@ -389,6 +421,7 @@ class SinkWriter:
         # Fetched-but-unbatched records are not ours to keep: uncommitted, they are
         # fetched again by whoever owns their partition next (us included).
         self._pending.clear()
+        self._pending_rows = 0
         self._paused = False  # a new assignment starts unpaused
         log.info("partitions_revoked", partitions=len(revoked))
 
