@@ -21,6 +21,7 @@ when all its events are in ClickHouse without trusting end offsets.
 from __future__ import annotations
 
 import time
+import weakref
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from typing import Any
@@ -49,6 +50,20 @@ def is_marker(headers: Any) -> bool:
 
 def marker_value(marker_id: str, final: bool, end_ms: int | None) -> bytes:
     return orjson.dumps({"marker_id": marker_id, "final": final, "end_ms": end_ms})
+
+
+def write_tables_as(event: Any) -> None:
+    """Make Faust's tables write to the changelog partition (and store) of ``event``.
+
+    A batch holds events of several partitions; Faust's tables find the partition of a
+    write through the *current event*. Only this task's context variable is set:
+    ``Stream._set_current_event`` would also overwrite the stream's attribute that
+    ``take_events`` reads to pair the next buffered value with its event, silently
+    swapping a new message for an old one.
+    """
+    from faust.streams import _current_event
+
+    _current_event.set(weakref.ref(event))
 
 
 def patient_partition(patient_key: str, partitions: int) -> int:
@@ -193,8 +208,7 @@ def create_app(settings: Settings) -> Any:
         journeys.observe(fact for batch in by_partition.values() for facts in batch.values() for fact in facts)
         updates: dict[int, list[dict[str, Any]]] = defaultdict(list)
         for partition, event in last_event.items():
-            # Faust's table writes go to the changelog partition of the current event.
-            stream._set_current_event(event)
+            write_tables_as(event)
             emissions = journeys.process(journey_table, partition, by_partition.get(partition, {}))
             emissions += journeys.fire(journey_table, partition)
             for emission in emissions:
@@ -210,7 +224,7 @@ def create_app(settings: Settings) -> Any:
         marker = orjson.loads(event.message.value)
         if marker.get("final") and marker.get("end_ms") is not None:
             journeys.watermark.finish(marker["end_ms"])
-        stream._set_current_event(event)
+        write_tables_as(event)
         partition = event.message.partition
         buffer = OutputBuffer()
         updates: dict[int, list[dict[str, Any]]] = defaultdict(list)
@@ -272,7 +286,7 @@ def create_app(settings: Settings) -> Any:
                     patients.watermark.finish(marker["watermark_ms"])
             buffer = OutputBuffer()
             for partition, event in last_event.items():
-                stream._set_current_event(event)
+                write_tables_as(event)
                 emissions = patients.process(patient_table, partition, by_partition.get(partition, {}))
                 emissions += patients.fire(patient_table, partition)
                 for emission in emissions:
