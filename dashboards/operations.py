@@ -24,6 +24,17 @@ UID = "journeys-operations"
 # Stages in which a patient is waiting (not being seen): SPEC stage intervals.
 WAITING_STAGES = "('arrival_to_checkin', 'lobby', 'room', 'virtual_wait')"
 
+# Journeys past their waiting stages at ($__toTime): an interval still open in the table
+# (its closing event missing or not yet written) must not count as a patient waiting.
+GONE = (
+    "SELECT appointment_id FROM appointment_journeys FINAL"
+    " WHERE scheduled_start > ($__toTime) - INTERVAL 2 DAY"
+    " AND (checked_out_at <= ($__toTime) OR left_without_being_seen_at <= ($__toTime))"
+)
+SEEN_OR_GONE = GONE.replace(
+    " AND (", " AND (provider_started_at <= ($__toTime) OR provider_joined_at <= ($__toTime) OR ", 1
+)
+
 WAIT_THRESHOLDS: list[tuple[float | None, str]] = [(None, "green"), (10, "yellow"), (20, "red")]  # minutes; lobby rule is > 20
 
 
@@ -79,7 +90,8 @@ def build() -> dashboard.Dashboard:
                 "Patients in a waiting stage at the end of the range (now, on a live dashboard): "
                 "arrived but not checked in, checked in but not roomed (lobby), roomed but the provider "
                 "has not started (room), in the virtual waiting room, or in an open queue wait "
-                "(`wait.started` without `wait.ended`). Waits open for more than 12 hours are ignored.",
+                "(`wait.started` without `wait.ended`), and not yet seen by the provider, checked out or "
+                "gone (left without being seen). Waits open for more than 12 hours are ignored.",
                 sql(f"""
                     SELECT uniqExact(appointment_id) AS "Waiting now",
                            round(max(dateDiff('second', started_at, ($__toTime))) / 60, 1) AS "Longest wait"
@@ -90,12 +102,14 @@ def build() -> dashboard.Dashboard:
                           AND started_at <= ($__toTime) AND started_at > ($__toTime) - INTERVAL 12 HOUR
                           AND (ended_at IS NULL OR ended_at > ($__toTime))
                           AND {{filters}}
+                          AND appointment_id NOT IN ({SEEN_OR_GONE})
                         UNION ALL
                         SELECT appointment_id, started_at
                         FROM queue_waits FINAL
                         WHERE started_at <= ($__toTime) AND started_at > ($__toTime) - INTERVAL 12 HOUR
                           AND (ended_at IS NULL OR ended_at > ($__toTime))
                           AND {{filters}}
+                          AND appointment_id NOT IN ({GONE})
                     )
                 """),
                 thresholds=[(None, "green"), (15, "yellow"), (30, "red")],
