@@ -72,6 +72,9 @@ def generate(out_dir: Path = GENERATED_DIR) -> list[Path]:
 def load_generated(directory: Path = GENERATED_DIR) -> list[Dashboard]:
     """The committed dashboards, in :data:`DASHBOARD_MODULES` order (no SDK needed)."""
     dashboards = [json.loads(path.read_text(encoding="utf-8")) for path in sorted(directory.glob("*.json"))]
+    if not dashboards:
+        # e.g. a wheel built without the package data: pushing nothing would look like success.
+        raise FileNotFoundError(f"no dashboard JSON in {directory}: run `journeys dashboards generate`")
     order = {f"journeys-{name.rsplit('.', 1)[1]}": i for i, name in enumerate(DASHBOARD_MODULES)}
     return sorted(dashboards, key=lambda d: (order.get(d["uid"], len(order)), d["uid"]))
 
