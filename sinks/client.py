@@ -95,9 +95,7 @@ def parse_dsn(dsn: str) -> ParsedDsn:
             database=database,
             options=dict(parse_qsl(parts.query)),
         )
-    raise DsnError(
-        f"unsupported ClickHouse DSN scheme {scheme!r} (expected chdb:///path, http://... or https://...)"
-    )
+    raise DsnError(f"unsupported ClickHouse DSN scheme {scheme!r} (expected chdb:///path, http://... or https://...)")
 
 
 def redact_dsn(dsn: str) -> str:
@@ -173,4 +171,6 @@ def _held_by_another_process(path: Path) -> bool:
 def _database_exists(client: Client, database: str) -> bool:
     # Setting a missing database as the default makes every later query fail on a
     # server, so only adopt it once it exists (before migrations it may not).
-    return bool(client.command("SELECT count() FROM system.databases WHERE name = {db:String}", parameters={"db": database}))
+    return bool(
+        client.command("SELECT count() FROM system.databases WHERE name = {db:String}", parameters={"db": database})
+    )

@@ -128,7 +128,7 @@ def converter_for(type_text: str) -> Converter:
         # well-formed rows) cost one pass of type checks, not a call per value.
         if fast_ok is not None and fast_ok(values):
             return values
-        out = []
+        out: list[Any] = []
         for row, value in enumerate(values):
             if value is None:
                 if not nullable:
@@ -280,7 +280,7 @@ def _ticks_fn(ticks_per_second: int) -> ValueFn:
         if isinstance(value, int):
             return value * ticks_per_second // 1000
         if isinstance(value, float):
-            return int(round(value * ticks_per_second / 1000))
+            return round(value * ticks_per_second / 1000)
         if isinstance(value, str):
             value = datetime.fromisoformat(value)
         if isinstance(value, datetime):

@@ -47,14 +47,18 @@ def register(subparsers: Any) -> None:
 
     query = subparsers.add_parser("query", help="run one read-only SQL statement and print the result")
     query.add_argument("sql", help="SELECT / SHOW / DESCRIBE / EXPLAIN / WITH statement")
-    query.add_argument("--format", choices=sorted(JSON_FORMATS), default="table", help="output format (json: one object per line)")
+    query.add_argument(
+        "--format", choices=sorted(JSON_FORMATS), default="table", help="output format (json: one object per line)"
+    )
     query.add_argument("--via", help="read through a running writer's HTTP endpoint, e.g. http://127.0.0.1:6067")
     _connection_args(query)
     query.set_defaults(run=run_query)
 
 
 def _connection_args(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--dsn", help="chdb:///path or http(s)://user:pass@host:port (default: JOURNEYS_CLICKHOUSE_DSN)")
+    parser.add_argument(
+        "--dsn", help="chdb:///path or http(s)://user:pass@host:port (default: JOURNEYS_CLICKHOUSE_DSN)"
+    )
     parser.add_argument("--database", help="database name (default: JOURNEYS_CLICKHOUSE_DATABASE)")
 
 
@@ -140,7 +144,7 @@ def run_query(args: argparse.Namespace) -> int:
         else:
             try:
                 output = bytes(client.raw_query(statement, settings=READ_ONLY_SETTINGS, fmt=fmt))
-            except Exception as error:  # noqa: BLE001 - print ClickHouse's message, not a traceback
+            except Exception as error:
                 print(f"journeys query: {error}", file=sys.stderr)
                 return 1
             finally:
@@ -159,7 +163,7 @@ def _query_via(base_url: str, statement: str, fmt: str) -> bytes:
     url = f"{base_url.rstrip('/')}/query?{urllib.parse.urlencode({'format': fmt})}"
     request = urllib.request.Request(url, data=statement.encode(), method="POST")
     try:
-        with urllib.request.urlopen(request, timeout=300) as response:  # noqa: S310 - operator-given URL
+        with urllib.request.urlopen(request, timeout=300) as response:
             return bytes(response.read())
     except urllib.error.HTTPError as error:
         detail = error.read().decode(errors="replace")
@@ -218,4 +222,3 @@ def _cell(value: Any) -> str:
     if isinstance(value, (dict, list)):
         return orjson.dumps(value).decode()
     return str(value)
-

@@ -45,7 +45,7 @@ class WriterHttp:
         await self._runner.setup()
         site = web.TCPSite(self._runner, self._host, self._port)
         await site.start()
-        sockets = getattr(site._server, "sockets", None) or []  # noqa: SLF001 - the bound port for port=0
+        sockets = getattr(site._server, "sockets", None) or []
         self.port = sockets[0].getsockname()[1] if sockets else self._port
         log.info("writer_http_listening", host=self._host, port=self.port)
 
@@ -69,8 +69,12 @@ class WriterHttp:
         return web.json_response(body, status=200 if metrics.ready else 503)
 
     async def _metrics(self, _: web.Request) -> web.Response:
-        return web.Response(text=self._writer.metrics.render(), content_type="text/plain", charset="utf-8",
-                            headers={"X-Content-Type-Options": "nosniff"})
+        return web.Response(
+            text=self._writer.metrics.render(),
+            content_type="text/plain",
+            charset="utf-8",
+            headers={"X-Content-Type-Options": "nosniff"},
+        )
 
     async def _query(self, request: web.Request) -> web.Response:
         sql = request.query.get("query") or (await request.text() if request.method == "POST" else "")
@@ -83,7 +87,6 @@ class WriterHttp:
             return web.json_response({"error": str(error)}, status=400)
         try:
             body = await self._writer.read_query(statement, fmt)
-        except Exception as error:  # noqa: BLE001 - report ClickHouse's message to the caller
+        except Exception as error:
             return web.json_response({"error": str(error)}, status=400 if "Code:" in str(error) else 503)
         return web.Response(body=body, content_type=_CONTENT_TYPES.get(fmt, "text/plain"))
-

@@ -27,13 +27,12 @@ def marker_rows(client: Client, database: str, marker_id: str) -> int:
     """Distinct marker rows of ``marker_id`` in ClickHouse now (0 when the table is missing)."""
     db = quote_database(database)
     try:
-        return int(
-            client.command(
-                f"SELECT count() FROM {db}.pipeline_markers FINAL WHERE marker_id = {{m:String}}",
-                parameters={"m": marker_id},
-            )
+        result = client.query(
+            f"SELECT count() FROM {db}.pipeline_markers FINAL WHERE marker_id = {{m:String}}",
+            parameters={"m": marker_id},
         )
-    except Exception as error:  # noqa: BLE001 - before migrations the table does not exist yet
+        return int(result.result_rows[0][0])
+    except Exception as error:
         if "UNKNOWN_TABLE" in str(error) or "UNKNOWN_DATABASE" in str(error):
             return 0
         raise

@@ -60,7 +60,10 @@ class WriterMetrics:
             "journeys_writer_errors_total",
             "counter",
             "Errors by kind: insert (ClickHouse), commit (Kafka offsets), decode (bad message), consumer.",
-            [(f'{{kind="{k}"}}', self.errors[k]) for k in sorted({"insert", "commit", "decode", "consumer", *self.errors})],
+            [
+                (f'{{kind="{k}"}}', self.errors[k])
+                for k in sorted({"insert", "commit", "decode", "consumer", *self.errors})
+            ],
         )
         family(
             "journeys_writer_last_commit_timestamp_seconds",
@@ -68,12 +71,21 @@ class WriterMetrics:
             "Unix time of the last offset commit after a successful insert (0: none yet).",
             [("", self.last_commit_time)],
         )
-        family("journeys_writer_buffered_rows", "gauge", "Rows consumed but not yet inserted.", [("", self.buffered_rows)])
         family(
-            "journeys_writer_assigned_partitions", "gauge", "Output-topic partitions assigned to this writer.",
+            "journeys_writer_buffered_rows", "gauge", "Rows consumed but not yet inserted.", [("", self.buffered_rows)]
+        )
+        family(
+            "journeys_writer_assigned_partitions",
+            "gauge",
+            "Output-topic partitions assigned to this writer.",
             [("", self.assigned_partitions)],
         )
-        family("journeys_writer_ready", "gauge", "1 when ClickHouse accepts inserts and the consumer runs.", [("", int(self.ready))])
+        family(
+            "journeys_writer_ready",
+            "gauge",
+            "1 when ClickHouse accepts inserts and the consumer runs.",
+            [("", int(self.ready))],
+        )
         family("journeys_writer_start_time_seconds", "gauge", "Unix time the writer started.", [("", self.started_at)])
         return "\n".join(lines) + "\n"
 

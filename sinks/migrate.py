@@ -122,7 +122,9 @@ def _has_code(statement: str) -> bool:
 def applied_versions(client: Client, database: str) -> dict[int, str]:
     """Version -> checksum of the migrations already recorded in ``{db}.schema_migrations``."""
     db = quote_database(database)
-    rows = client.query(f"SELECT version, argMax(checksum, applied_at) FROM {db}.schema_migrations GROUP BY version").result_rows
+    rows = client.query(
+        f"SELECT version, argMax(checksum, applied_at) FROM {db}.schema_migrations GROUP BY version"
+    ).result_rows
     return {int(version): str(checksum) for version, checksum in rows}
 
 
@@ -162,4 +164,3 @@ def migrate(client: Client, database: str, directory: Path = MIGRATIONS_DIR) -> 
         log.info("migration_applied", version=migration.version, name=migration.name, database=database)
         applied.append(migration)
     return applied
-

@@ -36,5 +36,7 @@ def check_read_only(sql: str) -> str:
     keyword = re.match(r"[A-Za-z]+", code)
     first = keyword.group(0).upper() if keyword else code[:12]
     if first not in ALLOWED:
-        raise ReadOnlyError(f"only SELECT, SHOW, DESCRIBE, EXPLAIN or WITH statements are allowed (got {first or 'nothing'})")
+        raise ReadOnlyError(
+            f"only SELECT, SHOW, DESCRIBE, EXPLAIN or WITH statements are allowed (got {first or 'nothing'})"
+        )
     return statement

@@ -81,8 +81,8 @@ class RowWriter:
         markers = grouped.pop(MARKERS_TABLE, [])
         # Convert everything before the first insert: a conversion problem never leaves
         # half a batch written.
-        prepared = {table: self._prepare(table, rows) for table, rows in grouped.items()}
-        prepared = {table: p for table, p in prepared.items() if p is not None and p.row_count}
+        converted = {table: self._prepare(table, rows) for table, rows in grouped.items()}
+        prepared = {table: p for table, p in converted.items() if p is not None and p.row_count}
         counts: dict[str, int] = {}
 
         touched: set[site_hourly.Bucket] = set()
@@ -118,7 +118,9 @@ class RowWriter:
                 continue
             for table, rows in bundle.items():
                 if not isinstance(rows, list) or not all(isinstance(row, Mapping) for row in rows):
-                    self._reject(str(table), "rows are not a list of objects", len(rows) if isinstance(rows, list) else 1)
+                    self._reject(
+                        str(table), "rows are not a list of objects", len(rows) if isinstance(rows, list) else 1
+                    )
                     continue
                 grouped.setdefault(str(table), []).extend(rows)
         return grouped
@@ -126,7 +128,9 @@ class RowWriter:
     def _prepare(self, table: str, rows: list[Mapping[str, Any]]) -> Prepared | None:
         schema = self._schema(table)
         if schema is None:
-            self._reject(table, "unknown table" if table not in DERIVED_TABLES else "table is written by the sink", len(rows))
+            self._reject(
+                table, "unknown table" if table not in DERIVED_TABLES else "table is written by the sink", len(rows)
+            )
             return None
         prepared = schema.to_columns(rows, FILL.get(table))
         for _, reason in prepared.rejected:

@@ -32,7 +32,9 @@ class Bucket(NamedTuple):
     hour: int  # epoch seconds of the start of the hour, UTC
 
 
-def buckets_of_rows(site_ids: Sequence[str], departments: Sequence[str], starts_ms: Sequence[int | None]) -> set[Bucket]:
+def buckets_of_rows(
+    site_ids: Sequence[str], departments: Sequence[str], starts_ms: Sequence[int | None]
+) -> set[Bucket]:
     """Buckets of appointment rows given as columns (scheduled_start in epoch ms; NULL has no bucket)."""
     return {
         Bucket(site, department, start // HOUR_MS * 3600)

@@ -33,9 +33,9 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections import deque
 import time
 import uuid
+from collections import deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
@@ -167,8 +167,13 @@ class SinkWriter:
         """Run until :meth:`stop` (or :meth:`request_stop`); flushes and commits on the way out."""
         config = self.config
         log.info(
-            "writer_starting", topic=config.topic, group=config.group_id, dsn=redact_dsn(config.dsn),
-            database=config.database, batch_rows=config.batch_rows, batch_seconds=config.batch_seconds,
+            "writer_starting",
+            topic=config.topic,
+            group=config.group_id,
+            dsn=redact_dsn(config.dsn),
+            database=config.database,
+            batch_rows=config.batch_rows,
+            batch_seconds=config.batch_seconds,
         )
         self._running = True
         try:
@@ -200,7 +205,7 @@ class SinkWriter:
         if self._consumer is not None:
             try:
                 await self._consumer.stop()
-            except Exception as error:  # noqa: BLE001 - shutting down anyway
+            except Exception as error:
                 log.warning("consumer_stop_failed", error=str(error))
         if self._http is not None:
             await self._http.stop()
@@ -313,8 +318,12 @@ class SinkWriter:
         # (memory: one batch being inserted + one waiting); getmany() still runs
         # (returning nothing) so the consumer keeps its group membership.
         assert self._consumer is not None
-        should_pause = not self._clickhouse_ok or self._pending_rows >= self.config.batch_rows or (
-            len(self._pending) >= self.config.batch_rows  # messages without rows count too
+        should_pause = (
+            not self._clickhouse_ok
+            or self._pending_rows >= self.config.batch_rows
+            or (
+                len(self._pending) >= self.config.batch_rows  # messages without rows count too
+            )
         )
         assigned = self._consumer.assignment()
         if should_pause and not self._paused and assigned:
@@ -355,7 +364,7 @@ class SinkWriter:
             started = self._insert_started = time.monotonic()
             try:
                 counts, rejected = await self._in_clickhouse_thread(self._write, bundles)
-            except Exception as error:  # noqa: BLE001 - any failure: keep the batch, retry later
+            except Exception as error:
                 self._insert_started = 0.0
                 # Put the batch back in front of anything batched since (nothing is while
                 # a flush runs, but keep the order right regardless).
@@ -403,8 +412,11 @@ class SinkWriter:
                 self._fill_from_pending()
                 continue
             if time.monotonic() >= deadline:
-                log.warning("stop_without_flush", buffered_rows=self.metrics.buffered_rows,
-                            note="not committed: these messages will be delivered again")
+                log.warning(
+                    "stop_without_flush",
+                    buffered_rows=self.metrics.buffered_rows,
+                    note="not committed: these messages will be delivered again",
+                )
                 return
             await asyncio.sleep(max(0.0, min(self._retry_at, deadline) - time.monotonic()))
 
@@ -413,11 +425,10 @@ class SinkWriter:
         # down, drop the batch uncommitted: the next owner gets those records again.
         if self._inflight is not None:
             await asyncio.shield(self._inflight)
-        if self._bundles or self._offsets:
-            if not await self._flush():
-                log.warning("rebalance_buffer_dropped", buffered_rows=self.metrics.buffered_rows)
-                self._bundles, self._offsets = [], {}
-                self.metrics.buffered_rows = 0
+        if (self._bundles or self._offsets) and not await self._flush():
+            log.warning("rebalance_buffer_dropped", buffered_rows=self.metrics.buffered_rows)
+            self._bundles, self._offsets = [], {}
+            self.metrics.buffered_rows = 0
         # Fetched-but-unbatched records are not ours to keep: uncommitted, they are
         # fetched again by whoever owns their partition next (us included).
         self._pending.clear()
@@ -445,7 +456,7 @@ class SinkWriter:
             await self._in_clickhouse_thread(self._open_client)
         except (ChdbBusyError, DsnError):
             raise
-        except Exception as error:  # noqa: BLE001 - retried with backoff
+        except Exception as error:
             self._clickhouse_failed(error, "clickhouse_unreachable")
             return
         if self._failures:
@@ -460,8 +471,14 @@ class SinkWriter:
         self.metrics.ready = False
         delay = min(self.config.max_retry_s, 0.5 * 2 ** (self._failures - 1)) * random.uniform(0.8, 1.0)
         self._retry_at = time.monotonic() + delay
-        log.warning(event, dsn=redact_dsn(self.config.dsn), error=_short(error), attempt=self._failures,
-                    retry_in_s=round(delay, 2), buffered_rows=self.metrics.buffered_rows)
+        log.warning(
+            event,
+            dsn=redact_dsn(self.config.dsn),
+            error=_short(error),
+            attempt=self._failures,
+            retry_in_s=round(delay, 2),
+            buffered_rows=self.metrics.buffered_rows,
+        )
         return delay
 
     def _open_client(self) -> RowWriter:
@@ -498,7 +515,7 @@ class SinkWriter:
         if self._reader is not None:
             try:
                 self._reader.close()
-            except Exception:  # noqa: BLE001 - it is being thrown away
+            except Exception:
                 pass
         self._reader = None
 
@@ -506,7 +523,7 @@ class SinkWriter:
         if self._client is not None:
             try:
                 self._client.close()
-            except Exception:  # noqa: BLE001 - it is being thrown away
+            except Exception:
                 pass
         self._client, self._rows = None, None
 

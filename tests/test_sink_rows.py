@@ -93,7 +93,7 @@ def _wire(value: Any) -> Any:
 
 
 def count(client: Client, database: str, table: str, final: bool = True) -> int:
-    return int(client.command(f"SELECT count() FROM {database}.{table} {'FINAL' if final else ''}"))
+    return int(client.query(f"SELECT count() FROM {database}.{table} {'FINAL' if final else ''}").result_rows[0][0])
 
 
 # -- DSN, converters, SQL splitting (no engine) ------------------------------------------
@@ -103,7 +103,12 @@ def test_parse_dsn_forms() -> None:
     assert parse_dsn("chdb:///var/lib/ch").path == Path("/var/lib/ch")
     parsed = parse_dsn("https://bob:p%40ss@ch.example:8443/analytics?connect_timeout=3")
     assert (parsed.kind, parsed.host, parsed.port, parsed.username, parsed.password, parsed.database) == (
-        "http", "ch.example", 8443, "bob", "p@ss", "analytics",
+        "http",
+        "ch.example",
+        8443,
+        "bob",
+        "p@ss",
+        "analytics",
     )
     assert parsed.options == {"connect_timeout": "3"}
     for bad in ("clickhouse://h:9000", "chdb://", "http:///nohost", "/just/a/path"):
@@ -115,13 +120,24 @@ def test_converters_map_wire_values() -> None:
     assert converter_for("DateTime64(3, 'UTC')")([T0]) == [T0]
     assert converter_for("DateTime64(6, 'UTC')")([T0]) == [T0 * 1000]
     assert converter_for("DateTime('UTC')")([T0 + 999]) == [T0 // 1000]
-    assert converter_for("Nullable(DateTime64(3, 'UTC'))")([None, float(T0), "2026-01-05T11:00:00+01:00"]) == [None, T0, T0]
+    assert converter_for("Nullable(DateTime64(3, 'UTC'))")([None, float(T0), "2026-01-05T11:00:00+01:00"]) == [
+        None,
+        T0,
+        T0,
+    ]
     assert converter_for("Map(String, UInt32)")([{"lab": 2.0}]) == [{"lab": 2}]
     assert converter_for("Array(LowCardinality(String))")([["a", "b"], []]) == [["a", "b"], []]
     assert converter_for("String")([{"b": 1, "a": 2}]) == ['{"a":2,"b":1}']
     assert converter_for("UInt8")([True, 0]) == [1, 0]
-    for type_text, bad in [("UInt32", [1, -1]), ("UInt8", [1, 256]), ("String", ["a", 5]), ("Float64", [1.0, "2"]),
-                           ("DateTime64(3, 'UTC')", [T0, None]), ("DateTime64(3, 'UTC')", [T0, "2026-01-05T10:00:00"])]:
+    cases: list[tuple[str, list[Any]]] = [
+        ("UInt32", [1, -1]),
+        ("UInt8", [1, 256]),
+        ("String", ["a", 5]),
+        ("Float64", [1.0, "2"]),
+        ("DateTime64(3, 'UTC')", [T0, None]),
+        ("DateTime64(3, 'UTC')", [T0, "2026-01-05T10:00:00"]),
+    ]
+    for type_text, bad in cases:
         with pytest.raises(BadValue) as error:
             converter_for(type_text)(bad)
         assert error.value.row == 1
@@ -129,15 +145,32 @@ def test_converters_map_wire_values() -> None:
 
 def test_split_statements_respects_quotes_and_comments() -> None:
     sql = "CREATE TABLE t (a String COMMENT 'x; y') ENGINE = Memory; -- c;\n/* d; */ SELECT 'it''s;'"
-    assert split_statements(sql) == ["CREATE TABLE t (a String COMMENT 'x; y') ENGINE = Memory", "-- c;\n/* d; */ SELECT 'it''s;'"]
+    assert split_statements(sql) == [
+        "CREATE TABLE t (a String COMMENT 'x; y') ENGINE = Memory",
+        "-- c;\n/* d; */ SELECT 'it''s;'",
+    ]
 
 
 def test_read_only_check() -> None:
-    for ok in ("SELECT 1", " with x as (select 1) select * from x", "SHOW TABLES", "DESCRIBE t", "EXPLAIN SELECT 1",
-               "(SELECT 1)", "/* hi */ select 1;"):
+    for ok in (
+        "SELECT 1",
+        " with x as (select 1) select * from x",
+        "SHOW TABLES",
+        "DESCRIBE t",
+        "EXPLAIN SELECT 1",
+        "(SELECT 1)",
+        "/* hi */ select 1;",
+    ):
         check_read_only(ok)
-    for bad in ("INSERT INTO t VALUES (1)", "DROP TABLE t", "SELECT 1; DROP TABLE t", "", "OPTIMIZE TABLE t FINAL",
-                "SET readonly = 0", "ALTER TABLE t DELETE WHERE 1"):
+    for bad in (
+        "INSERT INTO t VALUES (1)",
+        "DROP TABLE t",
+        "SELECT 1; DROP TABLE t",
+        "",
+        "OPTIMIZE TABLE t FINAL",
+        "SET readonly = 0",
+        "ALTER TABLE t DELETE WHERE 1",
+    ):
         with pytest.raises(ReadOnlyError):
             check_read_only(bad)
 
@@ -155,8 +188,19 @@ def test_migrations_are_idempotent(client: Client) -> None:
         versions = client.query(f"SELECT version FROM {name}.schema_migrations FINAL ORDER BY version").result_rows
         assert [v for (v,) in versions] == [m.version for m in discover()]
         tables = {t for (t,) in client.query(f"SHOW TABLES FROM {name}").result_rows}
-        assert {"events", "deadletters", "appointment_journeys", "stage_intervals", "queue_waits", "friction_events",
-                "patient_journeys", "patient_visits", "site_hourly", "pipeline_markers", "schema_migrations"} <= tables
+        assert {
+            "events",
+            "deadletters",
+            "appointment_journeys",
+            "stage_intervals",
+            "queue_waits",
+            "friction_events",
+            "patient_journeys",
+            "patient_visits",
+            "site_hourly",
+            "pipeline_markers",
+            "schema_migrations",
+        } <= tables
     finally:
         client.command(f"DROP DATABASE IF EXISTS {name}")
 
@@ -167,11 +211,13 @@ def test_new_migration_file_is_applied_once(client: Client, tmp_path: Path) -> N
     name = unique_database()
     try:
         migrate(client, name, tmp_path)
-        (tmp_path / "0099_extra.sql").write_text("ALTER TABLE {db}.events ADD COLUMN IF NOT EXISTS note String DEFAULT ''")
+        (tmp_path / "0099_extra.sql").write_text(
+            "ALTER TABLE {db}.events ADD COLUMN IF NOT EXISTS note String DEFAULT ''"
+        )
         assert [m.version for m in migrate(client, name, tmp_path)] == [99]
         assert migrate(client, name, tmp_path) == []
         (tmp_path / "0100_bad.sql").write_text("CREATE TABLE {db}.broken (")
-        with pytest.raises(MigrationError, match="0100_bad.sql, statement 1"):
+        with pytest.raises(MigrationError, match=r"0100_bad\.sql, statement 1"):
             migrate(client, name, tmp_path)
     finally:
         client.command(f"DROP DATABASE IF EXISTS {name}")
@@ -189,18 +235,45 @@ def every_table_bundle() -> dict[str, list[dict[str, Any]]]:
     bundle = sample_bundle("A-1")
     bundle["appointment_journeys"].append(telehealth_journey_row("T-1"))
     bundle["appointment_journeys"].append(
-        journey_row("C-1", status="late_cancelled", late_cancelled=1, cancelled_by="patient", cancelled_at=T0 - 2 * HOUR,
-                    arrived_at=None, checked_in_at=None, roomed_at=None, provider_started_at=None, checked_out_at=None,
-                    lobby_wait_min=None, room_wait_min=None, cycle_time_min=None, friction_rules=[], queue_wait_min={},
-                    queue_abandoned={}, friction_count=1)
+        journey_row(
+            "C-1",
+            status="late_cancelled",
+            late_cancelled=1,
+            cancelled_by="patient",
+            cancelled_at=T0 - 2 * HOUR,
+            arrived_at=None,
+            checked_in_at=None,
+            roomed_at=None,
+            provider_started_at=None,
+            checked_out_at=None,
+            lobby_wait_min=None,
+            room_wait_min=None,
+            cycle_time_min=None,
+            friction_rules=[],
+            queue_wait_min={},
+            queue_abandoned={},
+            friction_count=1,
+        )
     )
     bundle["events"].append(event_row("e-2", provider_id=None, fields="{}"))
     bundle["deadletters"] = [deadletter_row(7), deadletter_row(8, reason="bad_json", detail="value")]
-    bundle["patient_journeys"] = [patient_row(), patient_row("6a" * 32, first_seen_at=None, last_completed_visit_at=None,
-                                                             days_since_previous_completed_visit=None)]
-    bundle["patient_visits"] = [patient_visit_row("A-1"), patient_visit_row("A-0", visit_at=T0 - 45 * DAY, had_friction=0,
-                                                                             friction_rules=[], returned_within_90d=1,
-                                                                             days_to_next_visit=45.0)]
+    bundle["patient_journeys"] = [
+        patient_row(),
+        patient_row(
+            "6a" * 32, first_seen_at=None, last_completed_visit_at=None, days_since_previous_completed_visit=None
+        ),
+    ]
+    bundle["patient_visits"] = [
+        patient_visit_row("A-1"),
+        patient_visit_row(
+            "A-0",
+            visit_at=T0 - 45 * DAY,
+            had_friction=0,
+            friction_rules=[],
+            returned_within_90d=1,
+            days_to_next_visit=45.0,
+        ),
+    ]
     bundle["pipeline_markers"] = [marker_row("m-rt", 0, output_partition=3, written_at=T0)]
     return bundle
 
@@ -238,8 +311,16 @@ def test_same_bundles_twice_leave_the_same_rows(client: Client, database: str, w
 
 def test_latest_version_wins_in_any_arrival_order(client: Client, database: str, writer: RowWriter) -> None:
     writer.write([{"appointment_journeys": [journey_row("A-1", 3, status="completed")]}])
-    writer.write([{"appointment_journeys": [journey_row("A-1", 1, status="scheduled"),
-                                            journey_row("A-1", 2, status="in_progress")]}])
+    writer.write(
+        [
+            {
+                "appointment_journeys": [
+                    journey_row("A-1", 1, status="scheduled"),
+                    journey_row("A-1", 2, status="in_progress"),
+                ]
+            }
+        ]
+    )
     (row,) = read(client, database, "appointment_journeys")
     assert (row["version"], row["status"]) == (3, "completed")
     writer.write([{"appointment_journeys": [journey_row("A-1", 4, status="no_show", no_show=1)]}])
@@ -250,12 +331,16 @@ def test_latest_version_wins_in_any_arrival_order(client: Client, database: str,
 def test_tombstones_remove_rows(client: Client, database: str, writer: RowWriter) -> None:
     writer.write([sample_bundle("A-1", 1)])
     # version 2: the room stage and the lab wait are retracted, the lobby hit too
-    writer.write([{
-        "stage_intervals": [stage_row("A-1", "room", 2, is_deleted=1)],
-        "queue_waits": [queue_wait_row("A-1", "lab", 2, is_deleted=1)],
-        "friction_events": [friction_row("A-1", "lobby_wait", 2, is_deleted=1)],
-        "patient_visits": [patient_visit_row("A-1", 2, is_deleted=1)],
-    }])
+    writer.write(
+        [
+            {
+                "stage_intervals": [stage_row("A-1", "room", 2, is_deleted=1)],
+                "queue_waits": [queue_wait_row("A-1", "lab", 2, is_deleted=1)],
+                "friction_events": [friction_row("A-1", "lobby_wait", 2, is_deleted=1)],
+                "patient_visits": [patient_visit_row("A-1", 2, is_deleted=1)],
+            }
+        ]
+    )
     assert [r["stage"] for r in read(client, database, "stage_intervals")] == ["lobby"]
     assert read(client, database, "queue_waits") == []
     assert [r["rule"] for r in read(client, database, "friction_events")] == ["provider_start_delay"]
@@ -271,13 +356,22 @@ def test_tombstones_remove_rows(client: Client, database: str, writer: RowWriter
 def test_bad_rows_are_rejected_alone(client: Client, database: str, writer: RowWriter) -> None:
     missing_version = journey_row("A-2")
     del missing_version["version"]
-    counts = writer.write([{
-        "appointment_journeys": [journey_row("A-1"), missing_version, journey_row("A-3", reschedule_count=-1),
-                                 journey_row("A-4", scheduled_start="tomorrow"), journey_row("A-5")],
-        "no_such_table": [{"x": 1}],
-        "site_hourly": [{"site_id": "forged"}],
-        "events": "not a list",
-    }])
+    counts = writer.write(
+        [
+            {
+                "appointment_journeys": [
+                    journey_row("A-1"),
+                    missing_version,
+                    journey_row("A-3", reschedule_count=-1),
+                    journey_row("A-4", scheduled_start="tomorrow"),
+                    journey_row("A-5"),
+                ],
+                "no_such_table": [{"x": 1}],
+                "site_hourly": [{"site_id": "forged"}],
+                "events": "not a list",  # type: ignore[dict-item]
+            }
+        ]
+    )
     assert counts["appointment_journeys"] == 2
     assert {r["appointment_id"] for r in read(client, database, "appointment_journeys")} == {"A-1", "A-5"}
     reasons = {table for table, _ in writer.rejected}
@@ -296,43 +390,117 @@ def test_unknown_keys_are_ignored(client: Client, database: str, writer: RowWrit
 
 def _hourly(client: Client, database: str) -> dict[tuple[str, str, int], dict[str, Any]]:
     rows = read(client, database, "site_hourly")
-    return {(r["site_id"], r["department"], r["hour"]): {k: v for k, v in r.items() if k != "computed_at"} for r in rows}
+    return {
+        (r["site_id"], r["department"], r["hour"]): {k: v for k, v in r.items() if k != "computed_at"} for r in rows
+    }
 
 
 def test_site_hourly_aggregates(client: Client, database: str, writer: RowWriter) -> None:
-    writer.write([{"appointment_journeys": [
-        journey_row("A-1", lobby_wait_min=10.0, room_wait_min=4.0, cycle_time_min=50.0),
-        journey_row("A-2", scheduled_start=T0 + 30 * MINUTE, lobby_wait_min=20.0, room_wait_min=None, cycle_time_min=70.0),
-        journey_row("A-3", scheduled_start=T0 + 59 * MINUTE, lobby_wait_min=40.0, cycle_time_min=None, checked_out_at=None,
-                    status="in_progress", friction_count=0),
-        journey_row("A-4", status="no_show", no_show=1, arrived_at=None, checked_in_at=None, roomed_at=None,
-                    provider_started_at=None, checked_out_at=None, lobby_wait_min=None, room_wait_min=None,
-                    provider_start_delay_min=None, cycle_time_min=None, friction_count=1),
-        journey_row("A-5", status="late_cancelled", late_cancelled=1, arrived_at=None, lobby_wait_min=None,
-                    room_wait_min=None, provider_start_delay_min=None, cycle_time_min=None, friction_count=1),
-        journey_row("A-6", status="left_without_being_seen", left_without_being_seen_at=T0 + 40 * MINUTE,
-                    roomed_at=None, lobby_wait_min=None, room_wait_min=None, provider_start_delay_min=None,
-                    cycle_time_min=None, checked_out_at=None),
-        telehealth_journey_row("T-1", scheduled_start=T0 + 5 * MINUTE),
-        telehealth_journey_row("T-2", scheduled_start=T0 + 6 * MINUTE, telehealth_connected=0, telehealth_abandoned=1,
-                               provider_joined_at=None, virtual_wait_min=None, status="in_progress"),
-        journey_row("B-1", department="dermatology"),
-        journey_row("N-1", scheduled_start=None, status="scheduled"),  # no hour: not counted anywhere
-    ]}])
+    writer.write(
+        [
+            {
+                "appointment_journeys": [
+                    journey_row("A-1", lobby_wait_min=10.0, room_wait_min=4.0, cycle_time_min=50.0),
+                    journey_row(
+                        "A-2",
+                        scheduled_start=T0 + 30 * MINUTE,
+                        lobby_wait_min=20.0,
+                        room_wait_min=None,
+                        cycle_time_min=70.0,
+                    ),
+                    journey_row(
+                        "A-3",
+                        scheduled_start=T0 + 59 * MINUTE,
+                        lobby_wait_min=40.0,
+                        cycle_time_min=None,
+                        checked_out_at=None,
+                        status="in_progress",
+                        friction_count=0,
+                    ),
+                    journey_row(
+                        "A-4",
+                        status="no_show",
+                        no_show=1,
+                        arrived_at=None,
+                        checked_in_at=None,
+                        roomed_at=None,
+                        provider_started_at=None,
+                        checked_out_at=None,
+                        lobby_wait_min=None,
+                        room_wait_min=None,
+                        provider_start_delay_min=None,
+                        cycle_time_min=None,
+                        friction_count=1,
+                    ),
+                    journey_row(
+                        "A-5",
+                        status="late_cancelled",
+                        late_cancelled=1,
+                        arrived_at=None,
+                        lobby_wait_min=None,
+                        room_wait_min=None,
+                        provider_start_delay_min=None,
+                        cycle_time_min=None,
+                        friction_count=1,
+                    ),
+                    journey_row(
+                        "A-6",
+                        status="left_without_being_seen",
+                        left_without_being_seen_at=T0 + 40 * MINUTE,
+                        roomed_at=None,
+                        lobby_wait_min=None,
+                        room_wait_min=None,
+                        provider_start_delay_min=None,
+                        cycle_time_min=None,
+                        checked_out_at=None,
+                    ),
+                    telehealth_journey_row("T-1", scheduled_start=T0 + 5 * MINUTE),
+                    telehealth_journey_row(
+                        "T-2",
+                        scheduled_start=T0 + 6 * MINUTE,
+                        telehealth_connected=0,
+                        telehealth_abandoned=1,
+                        provider_joined_at=None,
+                        virtual_wait_min=None,
+                        status="in_progress",
+                    ),
+                    journey_row("B-1", department="dermatology"),
+                    journey_row("N-1", scheduled_start=None, status="scheduled"),  # no hour: not counted anywhere
+                ]
+            }
+        ]
+    )
     hourly = _hourly(client, database)
     assert set(hourly) == {("north", "cardiology", T0), ("north", "dermatology", T0)}
     cardio = hourly[("north", "cardiology", T0)]
     assert cardio == {
-        "site_id": "north", "department": "cardiology", "hour": T0,
-        "appointments": 8, "in_person": 6, "telehealth": 2,
+        "site_id": "north",
+        "department": "cardiology",
+        "hour": T0,
+        "appointments": 8,
+        "in_person": 6,
+        "telehealth": 2,
         "arrivals": 6,  # A-1,2,3,6 arrived; T-1,T-2 joined; A-4 no, A-5 arrived_at=None
         "completed": 3,  # T-1
-        "no_shows": 1, "cancellations": 1, "late_cancellations": 1, "left_without_being_seen": 1,
-        "lobby_wait_n": 3, "lobby_wait_sum_min": 70.0, "lobby_wait_p50_min": 20.0, "lobby_wait_p90_min": 36.0,
-        "room_wait_n": 2, "room_wait_sum_min": 10.0, "room_wait_p50_min": 5.0, "room_wait_p90_min": 5.8,
-        "provider_delay_n": 3, "provider_delay_sum_min": 63.0,
-        "cycle_time_n": 2, "cycle_time_sum_min": 120.0, "cycle_time_p50_min": 60.0,
-        "telehealth_connected": 1, "telehealth_abandoned": 1,
+        "no_shows": 1,
+        "cancellations": 1,
+        "late_cancellations": 1,
+        "left_without_being_seen": 1,
+        "lobby_wait_n": 3,
+        "lobby_wait_sum_min": 70.0,
+        "lobby_wait_p50_min": 20.0,
+        "lobby_wait_p90_min": 36.0,
+        "room_wait_n": 2,
+        "room_wait_sum_min": 10.0,
+        "room_wait_p50_min": 5.0,
+        "room_wait_p90_min": 5.8,
+        "provider_delay_n": 3,
+        "provider_delay_sum_min": 63.0,
+        "cycle_time_n": 2,
+        "cycle_time_sum_min": 120.0,
+        "cycle_time_p50_min": 60.0,
+        "telehealth_connected": 1,
+        "telehealth_abandoned": 1,
         "friction_count": 2 + 2 + 0 + 1 + 1 + 2 + 1 + 1,
     }
     assert cardio["room_wait_p90_min"] == pytest.approx(5.8)
@@ -342,8 +510,16 @@ def test_site_hourly_follows_a_reschedule(client: Client, database: str, writer:
     writer.write([{"appointment_journeys": [journey_row("A-1"), journey_row("A-2")]}])
     assert _hourly(client, database)[("north", "cardiology", T0)]["appointments"] == 2
     # A-2 moves to 14:00; A-1 moves to another site entirely
-    writer.write([{"appointment_journeys": [journey_row("A-2", 2, scheduled_start=T0 + 4 * HOUR, reschedule_count=1),
-                                            journey_row("A-1", 2, site_id="south")]}])
+    writer.write(
+        [
+            {
+                "appointment_journeys": [
+                    journey_row("A-2", 2, scheduled_start=T0 + 4 * HOUR, reschedule_count=1),
+                    journey_row("A-1", 2, site_id="south"),
+                ]
+            }
+        ]
+    )
     hourly = _hourly(client, database)
     assert hourly[("north", "cardiology", T0)]["appointments"] == 0  # emptied, not left stale
     assert hourly[("north", "cardiology", T0)]["lobby_wait_p50_min"] is None
@@ -360,9 +536,16 @@ def test_site_hourly_follows_a_reschedule(client: Client, database: str, writer:
 def test_site_hourly_equals_a_full_recompute(client: Client, database: str, writer: RowWriter) -> None:
     # Many small batches with reschedules vs the aggregate of the final journeys.
     for batch in range(6):
-        rows = [journey_row(f"A-{i}", batch + 1, scheduled_start=T0 + ((i * 7 + batch * 3) % 9) * HOUR,
-                            site_id=f"s{(i + batch) % 2}", lobby_wait_min=float(i % 11))
-                for i in range(batch * 5, batch * 5 + 40)]
+        rows = [
+            journey_row(
+                f"A-{i}",
+                batch + 1,
+                scheduled_start=T0 + ((i * 7 + batch * 3) % 9) * HOUR,
+                site_id=f"s{(i + batch) % 2}",
+                lobby_wait_min=float(i % 11),
+            )
+            for i in range(batch * 5, batch * 5 + 40)
+        ]
         writer.write([{"appointment_journeys": rows}])
     stored = {k: v["appointments"] for k, v in _hourly(client, database).items() if v["appointments"]}
     expected = client.query(
@@ -376,8 +559,11 @@ def test_site_hourly_equals_a_full_recompute(client: Client, database: str, writ
 
 
 def test_markers_are_written_after_the_rows(client: Client, database: str, writer: RowWriter) -> None:
-    bundles = [sample_bundle("A-1"), {"pipeline_markers": [marker_row("m-1", p, output_partition=p) for p in range(4)]},
-               sample_bundle("A-2")]
+    bundles = [
+        sample_bundle("A-1"),
+        {"pipeline_markers": [marker_row("m-1", p, output_partition=p) for p in range(4)]},
+        sample_bundle("A-2"),
+    ]
     order: list[str] = []
     original = client.insert
 
@@ -385,7 +571,7 @@ def test_markers_are_written_after_the_rows(client: Client, database: str, write
         order.append(table)
         return original(table, *args, **kwargs)
 
-    client.insert = spy  # type: ignore[method-assign]
+    client.insert = spy  # type: ignore[method-assign,assignment]
     try:
         writer.write(bundles)
     finally:
@@ -402,8 +588,9 @@ def test_markers_are_written_after_the_rows(client: Client, database: str, write
 # -- journeys query / db migrate ---------------------------------------------------------
 
 
-def test_query_and_migrate_commands(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                    capsys: pytest.CaptureFixture[str]) -> None:
+def test_query_and_migrate_commands(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     from streams.cli import main
 
     dsn = clickhouse_test_dsn(tmp_path / "ch")
@@ -423,13 +610,19 @@ def test_query_and_migrate_commands(tmp_path: Path, monkeypatch: pytest.MonkeyPa
         assert "up to date" in journeys("db", "migrate")[1]
         ch = connect(dsn)
         try:
-            RowWriter(ch, name).write([{"appointment_journeys": [journey_row("A-1"), journey_row("A-2", status="no_show")]}])
+            RowWriter(ch, name).write(
+                [{"appointment_journeys": [journey_row("A-1"), journey_row("A-2", status="no_show")]}]
+            )
         finally:
             ch.close()
-        code, out, err = journeys("query", "SELECT status, count() AS n FROM appointment_journeys FINAL GROUP BY status ORDER BY status")
+        code, out, err = journeys(
+            "query", "SELECT status, count() AS n FROM appointment_journeys FINAL GROUP BY status ORDER BY status"
+        )
         assert code == 0, err
         assert out.splitlines() == ["status    | n", "----------+--", "completed | 1", "no_show   | 1", "(2 rows)"]
-        code, out, _ = journeys("query", "--format", "csv", "SELECT appointment_id FROM appointment_journeys FINAL ORDER BY 1")
+        code, out, _ = journeys(
+            "query", "--format", "csv", "SELECT appointment_id FROM appointment_journeys FINAL ORDER BY 1"
+        )
         assert out == '"appointment_id"\n"A-1"\n"A-2"\n'
         code, out, _ = journeys("query", "--format", "json", "SELECT count() AS n FROM appointment_journeys")
         assert out.strip() in ('{"n":2}', '{"n":"2"}')

@@ -21,6 +21,7 @@ import sys
 import threading
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
@@ -67,8 +68,17 @@ def topic(make_topics: Callable[..., list[str]]) -> str:
 
 def config(broker: LocalBroker, topic: str, dsn: str, database: str, **overrides: Any) -> WriterConfig:
     values: dict[str, Any] = dict(
-        bootstrap=broker.bootstrap, topic=topic, group_id=f"writer-{uuid.uuid4().hex[:8]}", dsn=dsn, database=database,
-        batch_rows=400, batch_seconds=0.2, max_retry_s=1.0, session_timeout_s=3.0, port=None, progress_every_s=1.0,
+        bootstrap=broker.bootstrap,
+        topic=topic,
+        group_id=f"writer-{uuid.uuid4().hex[:8]}",
+        dsn=dsn,
+        database=database,
+        batch_rows=400,
+        batch_seconds=0.2,
+        max_retry_s=1.0,
+        session_timeout_s=3.0,
+        port=None,
+        progress_every_s=1.0,
     )
     values.update(overrides)
     return WriterConfig(**values)
@@ -111,7 +121,9 @@ def produce_markers(broker: LocalBroker, topic: str, marker_id: str) -> int:
 def check_contents(client: Client, database: str, messages: list[tuple[str, dict[str, Any]]]) -> None:
     """Exactly the latest version of every appointment, every child row once, site_hourly consistent."""
     expected: dict[str, dict[str, Any]] = {}
-    children = {"stage_intervals": set(), "queue_waits": set(), "friction_events": set(), "events": set()}
+    children: dict[str, set[tuple[Any, ...]]] = {
+        t: set() for t in ("stage_intervals", "queue_waits", "friction_events", "events")
+    }
     for _, bundle in messages:
         for row in bundle.get("appointment_journeys", []):
             if row["version"] >= expected.get(row["appointment_id"], {"version": -1})["version"]:
@@ -119,12 +131,13 @@ def check_contents(client: Client, database: str, messages: list[tuple[str, dict
         for table, keys in children.items():
             keys.update(_child_key(table, row) for row in bundle.get(table, []))
     stored = client.query(
-        f"SELECT appointment_id, version, toUnixTimestamp64Milli(scheduled_start) FROM {database}.appointment_journeys FINAL"
+        f"SELECT appointment_id, version, toUnixTimestamp64Milli(scheduled_start)"
+        f" FROM {database}.appointment_journeys FINAL"
     ).result_rows
     assert len(stored) == len(expected)
     assert {a: (v, s) for a, v, s in stored} == {a: (r["version"], r["scheduled_start"]) for a, r in expected.items()}
     for table, keys in children.items():
-        assert int(client.command(f"SELECT count() FROM {database}.{table} FINAL")) == len(keys), table
+        assert client.query(f"SELECT count() FROM {database}.{table} FINAL").result_rows[0][0] == len(keys), table
     hourly = client.query(
         f"SELECT site_id, department, toUnixTimestamp(hour), appointments FROM {database}.site_hourly FINAL"
         " WHERE appointments > 0"
@@ -133,13 +146,17 @@ def check_contents(client: Client, database: str, messages: list[tuple[str, dict
         f"SELECT site_id, department, toUnixTimestamp(toStartOfHour(assumeNotNull(scheduled_start))), count()"
         f" FROM {database}.appointment_journeys FINAL GROUP BY 1, 2, 3"
     ).result_rows
-    assert sorted(hourly) == sorted(truth)
+    assert sorted(map(tuple, hourly)) == sorted(map(tuple, truth))
     assert sum(n for *_, n in hourly) == len(expected)
 
 
 def _child_key(table: str, row: dict[str, Any]) -> tuple[Any, ...]:
-    keys = {"stage_intervals": ("appointment_id", "stage"), "queue_waits": ("appointment_id", "queue", "wait_key"),
-            "friction_events": ("appointment_id", "rule", "hit_key"), "events": ("source", "event_id")}[table]
+    keys = {
+        "stage_intervals": ("appointment_id", "stage"),
+        "queue_waits": ("appointment_id", "queue", "wait_key"),
+        "friction_events": ("appointment_id", "rule", "hit_key"),
+        "events": ("source", "event_id"),
+    }[table]
     return tuple(row[k] for k in keys)
 
 
@@ -190,10 +207,12 @@ def test_writer_end_to_end_with_http_endpoints(broker: LocalBroker, topic: str, 
             ready = await asyncio.to_thread(http_get, port, "/readyz")
             metrics = (await asyncio.to_thread(http_get, port, "/metrics"))[1].decode()
             query = await asyncio.to_thread(
-                http_get, port, "/query?format=JSONEachRow&query=" + urllib.request.quote(
-                    f"SELECT count() AS n FROM {database}.appointment_journeys FINAL"),
+                http_get,
+                port,
+                "/query?format=JSONEachRow&query="
+                + urllib.parse.quote(f"SELECT count() AS n FROM {database}.appointment_journeys FINAL"),
             )
-            refused = await asyncio.to_thread(http_get, port, "/query?query=" + urllib.request.quote("DROP DATABASE x"))
+            refused = await asyncio.to_thread(http_get, port, "/query?query=" + urllib.parse.quote("DROP DATABASE x"))
             assert health[0] == 200 and ready[0] == 200
             assert orjson.loads(ready[1])["assigned_partitions"] == PARTITIONS
             assert f'journeys_writer_rows_written_total{{table="appointment_journeys"}} {len(messages)}' in metrics
@@ -217,13 +236,16 @@ def test_writer_end_to_end_with_http_endpoints(broker: LocalBroker, topic: str, 
     assert sum(offsets.values()) == len(messages) + expected_markers  # everything committed, nothing more
 
 
-def test_nothing_committed_while_clickhouse_is_unreachable(broker: LocalBroker, topic: str, target: tuple[str, str]) -> None:
+def test_nothing_committed_while_clickhouse_is_unreachable(
+    broker: LocalBroker, topic: str, target: tuple[str, str]
+) -> None:
     dsn, database = target
     messages = workload(60)
     produce(broker, topic, messages)
     expected_markers = produce_markers(broker, topic, "m-down")
-    down = config(broker, topic, f"http://default:@127.0.0.1:{free_port()}", database, port=0, host="127.0.0.1",
-                  max_retry_s=0.5)
+    down = config(
+        broker, topic, f"http://default:@127.0.0.1:{free_port()}", database, port=0, host="127.0.0.1", max_retry_s=0.5
+    )
 
     async def unreachable() -> None:
         writer = SinkWriter(down)
@@ -236,7 +258,9 @@ def test_nothing_committed_while_clickhouse_is_unreachable(broker: LocalBroker, 
             assert port
             assert (await asyncio.to_thread(http_get, port, "/readyz"))[0] == 503
             metrics = (await asyncio.to_thread(http_get, port, "/metrics"))[1].decode()
-            assert "journeys_writer_ready 0" in metrics and 'journeys_writer_errors_total{kind="insert"} 0' not in metrics
+            assert (
+                "journeys_writer_ready 0" in metrics and 'journeys_writer_errors_total{kind="insert"} 0' not in metrics
+            )
         finally:
             await writer.stop()
             await task
@@ -262,8 +286,9 @@ def test_nothing_committed_while_clickhouse_is_unreachable(broker: LocalBroker, 
     asyncio.run(recovered())
 
 
-def test_pauses_while_inserts_fail_and_commits_after_recovery(broker: LocalBroker, topic: str,
-                                                              target: tuple[str, str]) -> None:
+def test_pauses_while_inserts_fail_and_commits_after_recovery(
+    broker: LocalBroker, topic: str, target: tuple[str, str]
+) -> None:
     dsn, database = target
     first, second = workload(40, "F"), workload(40, "S")
     produce(broker, topic, first)
@@ -335,7 +360,7 @@ def test_two_writers_in_one_group_share_the_work(broker: LocalBroker, topic: str
 
 def _metric(port: int, name: str) -> float:
     try:
-        status, body = http_get(port, "/metrics")
+        _, body = http_get(port, "/metrics")
     except OSError:
         return 0.0
     for line in body.decode().splitlines():
@@ -345,8 +370,9 @@ def _metric(port: int, name: str) -> float:
 
 
 def _start_writer_process(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
-    return subprocess.Popen([sys.executable, "-m", "streams.cli", "writer"], env=env,
-                            stdout=log.open("ab"), stderr=subprocess.STDOUT)
+    return subprocess.Popen(
+        [sys.executable, "-m", "streams.cli", "writer"], env=env, stdout=log.open("ab"), stderr=subprocess.STDOUT
+    )
 
 
 def test_killed_writer_restarts_without_loss_or_duplicates(broker: LocalBroker, topic: str, tmp_path: Path) -> None:
@@ -357,10 +383,15 @@ def test_killed_writer_restarts_without_loss_or_duplicates(broker: LocalBroker, 
     port = free_port()
     env = {
         **os.environ,
-        "JOURNEYS_BOOTSTRAP": broker.bootstrap, "JOURNEYS_TOPIC_OUTPUT": topic,
-        "JOURNEYS_CONSUMER_GROUP": f"kill-{uuid.uuid4().hex[:6]}", "JOURNEYS_CLICKHOUSE_DSN": dsn,
-        "JOURNEYS_CLICKHOUSE_DATABASE": database, "JOURNEYS_SINK_BATCH_ROWS": "300",
-        "JOURNEYS_SINK_BATCH_SECONDS": "0.1", "JOURNEYS_SESSION_TIMEOUT_S": "3", "JOURNEYS_WRITER_PORT": str(port),
+        "JOURNEYS_BOOTSTRAP": broker.bootstrap,
+        "JOURNEYS_TOPIC_OUTPUT": topic,
+        "JOURNEYS_CONSUMER_GROUP": f"kill-{uuid.uuid4().hex[:6]}",
+        "JOURNEYS_CLICKHOUSE_DSN": dsn,
+        "JOURNEYS_CLICKHOUSE_DATABASE": database,
+        "JOURNEYS_SINK_BATCH_ROWS": "300",
+        "JOURNEYS_SINK_BATCH_SECONDS": "0.1",
+        "JOURNEYS_SESSION_TIMEOUT_S": "3",
+        "JOURNEYS_WRITER_PORT": str(port),
         "JOURNEYS_LOG_FORMAT": "console",
     }
     log = tmp_path / "writer.log"
@@ -392,9 +423,19 @@ def test_killed_writer_restarts_without_loss_or_duplicates(broker: LocalBroker, 
         if not USING_SERVER:
             # chdb is held by the writer: `journeys query` reads through its /query endpoint.
             result = subprocess.run(
-                [sys.executable, "-m", "streams.cli", "query", "--format", "csv",
-                 "SELECT count() FROM appointment_journeys FINAL"],
-                env=env, capture_output=True, text=True, timeout=60,
+                [
+                    sys.executable,
+                    "-m",
+                    "streams.cli",
+                    "query",
+                    "--format",
+                    "csv",
+                    "SELECT count() FROM appointment_journeys FINAL",
+                ],
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=60,
             )
             assert result.returncode == 0, result.stderr
             assert result.stdout.splitlines()[-1] == str(len({key for key, _ in first + second}))
