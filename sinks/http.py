@@ -6,12 +6,15 @@
 - ``GET|POST /query?query=SELECT...&format=JSONEachRow``: one read-only statement run
   with ``readonly = 1`` through the writer's own ClickHouse client. With chdb only the
   writer's process can open the data directory, so this is how other processes read
-  it while the writer runs (``journeys query --via http://host:port``). Formats are
+  it while the writer runs (``journeys query`` falls back to it). Formats are
   ClickHouse output formats (JSONEachRow, JSON, CSVWithNames, TSVWithNames, ...).
+  Answered for loopback clients only: it is a local tool, not an API (with a server,
+  read the server), and the probes/metrics port is open to the cluster.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from typing import TYPE_CHECKING
 
@@ -26,6 +29,13 @@ if TYPE_CHECKING:
 log = get_logger("sinks.http")
 _FORMAT_RE = re.compile(r"^[A-Za-z0-9]+$")
 _CONTENT_TYPES = {"JSON": "application/json", "JSONEachRow": "application/x-ndjson", "JSONCompact": "application/json"}
+
+
+def _is_loopback(remote: str | None) -> bool:
+    try:
+        return remote is not None and ipaddress.ip_address(remote.split("%")[0]).is_loopback
+    except ValueError:
+        return False
 
 
 class WriterHttp:
@@ -77,6 +87,8 @@ class WriterHttp:
         )
 
     async def _query(self, request: web.Request) -> web.Response:
+        if not _is_loopback(request.remote):
+            return web.json_response({"error": "/query answers local (loopback) clients only"}, status=403)
         sql = request.query.get("query") or (await request.text() if request.method == "POST" else "")
         fmt = request.query.get("format", "JSONEachRow")
         if not _FORMAT_RE.match(fmt):

@@ -231,6 +231,10 @@ class SinkWriter:
                 session_timeout_ms=int(config.session_timeout_s * 1000),
                 heartbeat_interval_ms=max(100, int(config.session_timeout_s * 1000 / 3)),
                 max_poll_records=2000,
+                # One message can carry thousands of rows (an `events` bundle): let a
+                # partition fetch hold a big one rather than stall on it.
+                max_partition_fetch_bytes=16 * 1024 * 1024,
+                fetch_max_bytes=64 * 1024 * 1024,
             )
             try:
                 await consumer.start()
