@@ -20,6 +20,7 @@ when all its events are in ClickHouse without trusting end offsets.
 
 from __future__ import annotations
 
+import asyncio
 import time
 import weakref
 from collections import defaultdict
@@ -64,6 +65,21 @@ def write_tables_as(event: Any) -> None:
     from faust.streams import _current_event
 
     _current_event.set(weakref.ref(event))
+
+
+async def drain_changelog_buffer(app: Any) -> None:
+    """Wait until every table write of the batch is handed to the Kafka producer.
+
+    Faust queues changelog writes in a buffer that a background task drains, and its
+    pre-commit ``flush`` gives up after 0.1 s without progress, so offsets could be
+    committed for events whose new state never reached the changelog (measured: a fact
+    lost after kill -9). Draining here, before the batch's events are acknowledged,
+    keeps at-least-once true: the commit's own producer flush then waits for the
+    broker's acknowledgements.
+    """
+    buffer = app.producer.buffer
+    while buffer.size:
+        await asyncio.sleep(0.002)
 
 
 def patient_partition(patient_key: str, partitions: int) -> int:
@@ -259,6 +275,7 @@ def create_app(settings: Settings) -> Any:
                     segment.append(event)
             if segment:
                 await journey_segment(stream, segment)
+            await drain_changelog_buffer(app)
             stats.counters["batches"] += 1
 
     # -- patients ------------------------------------------------------------------------
@@ -293,6 +310,7 @@ def create_app(settings: Settings) -> Any:
                     buffer.add(emission.bundle)
                 stats.counters["patient_versions"] += len(emissions)
             await publish(buffer)
+            await drain_changelog_buffer(app)
             for partition, marker in markers:
                 await acknowledge("patient", marker, marker["origin"], partition)
 

@@ -65,6 +65,8 @@ def print_table(title: str, columns: list[str], rows: list[tuple[Any, ...]]) -> 
 
 
 def run(args: argparse.Namespace) -> int:
+    from dashboards.query import data_time_range
+    from dashboards.report import render_report
     from schemas.eventfile import read_event_lines
     from sinks.migrate import quote_database
     from streams.logs import configure_logging
@@ -100,15 +102,9 @@ def run(args: argparse.Namespace) -> int:
         for title, sql in SUMMARY_QUERIES.items():
             result = client.query(sql.format(db=db))
             print_table(title, list(result.column_names), result.result_rows)
-        report = Path(args.report)
-        try:
-            from dashboards.report import render_report
-        except ImportError:
-            render_report = None  # type: ignore[assignment]
-        if render_report is not None:
-            bounds = client.query(f"SELECT min(occurred_at), max(occurred_at) FROM {db}.events").result_rows[0]
-            render_report(client, settings.clickhouse_database, report, bounds[0], bounds[1])
-            print(f"\nHTML report: {report.resolve()}")
+        time_from, time_to = data_time_range(client, settings.clickhouse_database)
+        report = render_report(client, settings.clickhouse_database, Path(args.report), time_from, time_to)
+        print(f"\nHTML report (the dashboards' panels, same SQL): {report.resolve()}")
     print(f"done in {time.monotonic() - started:.0f} s")
     return 0
 
