@@ -38,6 +38,11 @@ def clickhouse_test_dsn(chdb_dir: Path) -> str:
     return os.environ.get(CLICKHOUSE_URL_ENV) or f"chdb://{chdb_dir}"
 
 
+def clickhouse_backend() -> str:
+    """``"server"`` when ``$CLICKHOUSE_URL`` is set, else ``"chdb"``: the id the sink tests are parametrized with."""
+    return "server" if os.environ.get(CLICKHOUSE_URL_ENV) else "chdb"
+
+
 def unique_database(prefix: str = "sinktest") -> str:
     return f"{prefix}_{uuid.uuid4().hex[:10]}"
 

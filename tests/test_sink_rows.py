@@ -28,6 +28,7 @@ from sinks.testing import (
     HOUR,
     MINUTE,
     T0,
+    clickhouse_backend,
     clickhouse_test_dsn,
     deadletter_row,
     event_row,
@@ -49,8 +50,9 @@ def chdb_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("chdb-rows") / "clickhouse"
 
 
-@pytest.fixture
-def dsn(chdb_dir: Path) -> str:
+@pytest.fixture(params=[clickhouse_backend()])
+def dsn(request: pytest.FixtureRequest, chdb_dir: Path) -> str:
+    """The engine under test; the test id says which: ``[chdb]`` or ``[server]`` ($CLICKHOUSE_URL)."""
     return clickhouse_test_dsn(chdb_dir)
 
 

@@ -35,7 +35,16 @@ from kafka import KafkaAdminClient, KafkaProducer
 from sinks.client import Client, connect
 from sinks.markers import wait_for_marker, wait_for_marker_async
 from sinks.migrate import migrate
-from sinks.testing import HOUR, T0, clickhouse_test_dsn, journey_row, marker_row, sample_bundle, unique_database
+from sinks.testing import (
+    HOUR,
+    T0,
+    clickhouse_backend,
+    clickhouse_test_dsn,
+    journey_row,
+    marker_row,
+    sample_bundle,
+    unique_database,
+)
 from sinks.writer import SinkWriter, WriterConfig
 from streams.broker import LocalBroker, free_port
 
@@ -48,8 +57,8 @@ def chdb_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("chdb-writer") / "clickhouse"
 
 
-@pytest.fixture
-def target(chdb_dir: Path) -> Iterator[tuple[str, str]]:
+@pytest.fixture(params=[clickhouse_backend()])
+def target(request: pytest.FixtureRequest, chdb_dir: Path) -> Iterator[tuple[str, str]]:
     """(dsn, database): a fresh migrated database; no client is left open (chdb: one path per process)."""
     dsn, database = clickhouse_test_dsn(chdb_dir), unique_database("sinkwriter")
     client = connect(dsn)
