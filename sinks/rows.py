@@ -173,7 +173,7 @@ def with_output_partition(bundle: Bundle, partition: int) -> dict[str, Any]:
     """
     markers = bundle.get(MARKERS_TABLE)
     if not isinstance(markers, list):
-        return dict(bundle)
+        return bundle if isinstance(bundle, dict) else dict(bundle)  # no copy in the common case
     return {
         **bundle,
         MARKERS_TABLE: [{**row, "output_partition": partition} if isinstance(row, Mapping) else row for row in markers],
