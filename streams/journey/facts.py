@@ -23,7 +23,7 @@ before a fact exists, so no state store or topic downstream of the edge holds it
 from __future__ import annotations
 
 from collections.abc import Iterable
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 from typing import Any
 
 from schemas.events import Envelope
@@ -51,7 +51,6 @@ _ENVELOPE_FIELDS = frozenset(
 
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
-_ONE_MS = timedelta(milliseconds=1)
 
 
 def epoch_ms(moment: datetime) -> int:
@@ -60,33 +59,47 @@ def epoch_ms(moment: datetime) -> int:
     >>> epoch_ms(datetime(2026, 1, 1, 0, 0, 0, 999999, tzinfo=timezone.utc))
     1767225600999
     """
-    return (moment - _EPOCH) // _ONE_MS
+    # Field by field: twice as fast as ``// timedelta(milliseconds=1)``, and as exact
+    # (days may be negative; seconds and microseconds never are).
+    since = moment - _EPOCH
+    return since.days * 86_400_000 + since.seconds * 1000 + since.microseconds // 1000
 
 
 def fact_from_event(event: Envelope, patient_key: str, allowlist: Iterable[str] = ()) -> Fact:
+    values = event.__dict__  # the validated field values, without pydantic's attribute machinery
     fields: dict[str, Any] = {}
-    for name in type(event).model_fields:
-        if name in _ENVELOPE_FIELDS:
-            continue
-        value = getattr(event, name)
+    for name in _family_fields(type(event)):
+        value = values[name]
         if value is None:
             continue
         fields[name] = epoch_ms(value) if isinstance(value, datetime) else value
-    if event.attributes:
-        kept = {k: event.attributes[k] for k in allowlist if k in event.attributes}
+    attributes = values["attributes"]
+    if attributes:
+        kept = {k: attributes[k] for k in allowlist if k in attributes}
         if kept:
             fields["attributes"] = kept
     return [
-        epoch_ms(event.occurred_at),
-        event.event_type,  # type: ignore[attr-defined]
-        event.source,
-        event.event_id,
-        event.site_id,
-        event.department,
-        event.provider_id,
+        epoch_ms(values["occurred_at"]),
+        values["event_type"],
+        values["source"],
+        values["event_id"],
+        values["site_id"],
+        values["department"],
+        values["provider_id"],
         patient_key,
         fields,
     ]
+
+
+# The fields of each event model beyond the envelope, in declaration order (looked up once per model).
+_FAMILY_FIELDS: dict[type[Envelope], tuple[str, ...]] = {}
+
+
+def _family_fields(model: type[Envelope]) -> tuple[str, ...]:
+    names = _FAMILY_FIELDS.get(model)
+    if names is None:
+        names = _FAMILY_FIELDS[model] = tuple(name for name in model.model_fields if name not in _ENVELOPE_FIELDS)
+    return names
 
 
 def sort_key(fact: Fact) -> tuple[int, str, str]:

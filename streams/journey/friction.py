@@ -13,6 +13,8 @@ metric
 
 from __future__ import annotations
 
+import operator
+from collections.abc import Callable
 from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
@@ -109,17 +111,48 @@ def evaluate(view: JourneyView, rules: tuple[Rule, ...]) -> list[dict[str, Any]]
     hits: list[dict[str, Any]] = []
     row = view.row
     fallback_time = row["scheduled_start"] if row["scheduled_start"] is not None else row["last_event_at"]
-    for rule in rules:
-        if rule.metric == PER_WAIT_METRIC:
+    for rule, metric, crosses, per_wait, is_flag in _checks(rules):
+        if per_wait:
             for wait in view.queue_waits:
-                if rule.crosses(wait["estimate_error_min"]):
-                    hits.append(_hit(rule, wait["wait_key"], wait["estimate_error_min"], wait["ended_at"]))
+                error = wait["estimate_error_min"]
+                if error is not None and crosses(error):
+                    hits.append(_hit(rule, wait["wait_key"], error, wait["ended_at"]))
             continue
-        value = view.flags[rule.metric] if rule.metric in FLAG_METRICS else row[rule.metric]
-        if rule.crosses(value):
-            touched = view.touchpoints.get(rule.metric)
+        value = view.flags[metric] if is_flag else row[metric]
+        if value is not None and crosses(value):
+            touched = view.touchpoints.get(metric)
             hits.append(_hit(rule, "", float(value), touched if touched is not None else fallback_time))
     return hits
+
+
+# A rule as evaluate() applies it: (rule, metric, crosses, per wait, flag metric).
+_Check = tuple[Rule, str, Callable[[float], bool], bool, bool]
+# Checks per rules tuple, by identity: the processor passes the same tuple every time.
+_CHECKS: dict[int, tuple[tuple[Rule, ...], tuple[_Check, ...]]] = {}
+
+
+def _checks(rules: tuple[Rule, ...]) -> tuple[_Check, ...]:
+    cached = _CHECKS.get(id(rules))
+    if cached is not None and cached[0] is rules:
+        return cached[1]
+    checks = tuple(
+        (rule, rule.metric, _crossing(rule), rule.metric == PER_WAIT_METRIC, rule.metric in FLAG_METRICS)
+        for rule in rules
+    )
+    _CHECKS[id(rules)] = (rules, checks)  # keeps `rules` alive, so its id is not reused
+    return checks
+
+
+def _crossing(rule: Rule) -> Callable[[float], bool]:
+    """``rule.crosses`` for a value that is not ``None``, as one call."""
+    if rule.op == "is_true":
+        return bool
+    compare = _COMPARISONS[rule.op]
+    threshold = rule.threshold
+    return lambda value: compare(value, threshold)
+
+
+_COMPARISONS = {">": operator.gt, ">=": operator.ge, "<": operator.lt, "<=": operator.le}
 
 
 def _hit(rule: Rule, hit_key: str, value: float, occurred_at: int) -> dict[str, Any]:

@@ -20,7 +20,9 @@ import orjson
 
 from schemas.decode import Rejected, decode
 from schemas.events import DEFAULT_TOPICS, Envelope, Family
-from streams.journey.facts import FIELDS, Fact, fact_from_event
+from streams.journey.facts import (
+    DEPARTMENT, EVENT_ID, FIELDS, MS, PATIENT, PROVIDER, SITE, SOURCE, TYPE, Fact, fact_from_event,
+)
 from streams.journey.pseudonym import Pseudonymizer
 
 
@@ -62,22 +64,24 @@ class Edge:
         return self._accepted(verdict, topic, partition, offset, received_ms)
 
     def _accepted(self, event: Envelope, topic: str | None, partition: int, offset: int, received_ms: int) -> Accepted:
-        fact = fact_from_event(event, self.pseudonymize(event.patient_id), self.allowlist)
+        values = event.__dict__  # the validated field values, without pydantic's attribute machinery
+        fact = fact_from_event(event, self.pseudonymize(values["patient_id"]), self.allowlist)
+        family = event.family
         row = {
-            "source": event.source,
-            "event_id": event.event_id,
-            "event_type": fact[1],
-            "family": event.family,
-            "occurred_at": fact[0],
-            "appointment_id": event.appointment_id,
-            "patient_key": fact[7],
-            "site_id": event.site_id,
-            "department": event.department,
-            "provider_id": event.provider_id,
+            "source": fact[SOURCE],
+            "event_id": fact[EVENT_ID],
+            "event_type": fact[TYPE],
+            "family": family,
+            "occurred_at": fact[MS],
+            "appointment_id": values["appointment_id"],
+            "patient_key": fact[PATIENT],
+            "site_id": fact[SITE],
+            "department": fact[DEPARTMENT],
+            "provider_id": fact[PROVIDER],
             "fields": orjson.dumps(fact[FIELDS], option=orjson.OPT_SORT_KEYS).decode(),
-            "topic": topic or self.topics[event.family],
+            "topic": topic or self.topics[family],
             "partition": partition,
             "offset": offset,
             "ingested_at": received_ms,
         }
-        return Accepted(event.appointment_id, fact, row)
+        return Accepted(values["appointment_id"], fact, row)

@@ -16,9 +16,10 @@ and the watermark matter. METRICS.md beside this file pins down each definition.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from operator import itemgetter
 from typing import Any
 
-from streams.journey.facts import EVENT_ID, FIELDS, MS, PATIENT, PROVIDER, SITE, SOURCE, TYPE, DEPARTMENT, Fact, sort_key
+from streams.journey.facts import EVENT_ID, FIELDS, MS, PATIENT, PROVIDER, SITE, SOURCE, TYPE, DEPARTMENT, Fact
 
 MINUTE_MS = 60_000
 DAY_MS = 86_400_000
@@ -69,6 +70,39 @@ class JourneyView:
     flags: dict[str, int] = field(default_factory=dict)
     stage: int = 0
     deadlines: tuple[int, ...] = ()
+    # What `stage` and `deadlines` depend on besides the watermark: see `watermark_stage`.
+    clock: StageClock = (None, None, False)
+
+
+# (scheduled_start, when the patient showed up, whether the appointment was cancelled).
+StageClock = tuple[int | None, int | None, bool]
+
+
+def watermark_stage(clock: StageClock, watermark_ms: int, policy: JourneyPolicy) -> int:
+    """The part of a journey the watermark alone decides: a no-show inferred at the
+    deadline (1) plus the journey closed (2). Kept apart so that a timer can tell,
+    without recomputing the journey, whether its facts give anything new.
+
+    >>> policy = JourneyPolicy()
+    >>> [watermark_stage((0, None, False), ms, policy) for ms in (0, 30 * MINUTE_MS, 24 * 60 * MINUTE_MS)]
+    [0, 1, 3]
+    >>> watermark_stage((0, 5 * MINUTE_MS, False), 30 * MINUTE_MS, policy), watermark_stage((None, None, False), 0, policy)
+    (0, 0)
+    """
+    scheduled, showed_up, cancelled = clock
+    if scheduled is None:
+        return 0
+    deadline = scheduled + policy.no_show_grace_ms
+    inferred_no_show = not cancelled and watermark_ms >= deadline and (showed_up is None or showed_up > deadline)
+    return int(inferred_no_show) + 2 * int(watermark_ms >= scheduled + policy.close_after_ms)
+
+
+def stage_deadlines(clock: StageClock, policy: JourneyPolicy) -> tuple[int, ...]:
+    """The watermarks at which `watermark_stage` may change: the no-show deadline, the close."""
+    scheduled = clock[0]
+    if scheduled is None:
+        return ()
+    return (scheduled + policy.no_show_grace_ms, scheduled + policy.close_after_ms)
 
 
 def _minutes(later: int | None, earlier: int | None) -> float | None:
@@ -77,11 +111,19 @@ def _minutes(later: int | None, earlier: int | None) -> float | None:
     return (later - earlier) / MINUTE_MS
 
 
+# The same tuple as :func:`sort_key`, built in C: the sort runs on every evaluation.
+_event_order = itemgetter(MS, SOURCE, EVENT_ID)
+_WAIT_TYPES = frozenset({"wait.started", "wait.ended"})
+_SCHEDULING_TYPES = frozenset({"appointment.booked", "appointment.rescheduled"})
+
+
 def _pair_queue_waits(facts: list[Fact]) -> list[tuple[Fact, Fact | None]]:
-    """Greedy pairing per queue: each end closes the earliest open start not later than it."""
+    """Greedy pairing per queue: each end closes the earliest open start not later than it.
+
+    ``facts`` are in event-time order; only ``wait.started`` and ``wait.ended`` matter."""
     open_by_queue: dict[str, list[Fact]] = {}
     pairs: list[tuple[Fact, Fact | None]] = []
-    for fact in facts:  # already in event-time order
+    for fact in facts:
         kind = fact[TYPE]
         if kind == "wait.started":
             open_by_queue.setdefault(fact[FIELDS]["queue"], []).append(fact)
@@ -91,12 +133,17 @@ def _pair_queue_waits(facts: list[Fact]) -> list[tuple[Fact, Fact | None]]:
                 pairs.append((waiting.pop(0), fact))
     for waiting in open_by_queue.values():
         pairs.extend((start, None) for start in waiting)
-    pairs.sort(key=lambda pair: sort_key(pair[0]))
+    pairs.sort(key=_start_order)
     return pairs
 
 
+def _start_order(pair: tuple[Fact, Fact | None]) -> tuple[int, str, str]:
+    return _event_order(pair[0])
+
+
 def compute_journey(appointment_id: str, facts: list[Fact], watermark_ms: int, policy: JourneyPolicy) -> JourneyView:
-    facts = sorted(facts, key=sort_key)
+    facts = sorted(facts, key=_event_order)
+    # One pass in event-time order: the first fact of each type, and what needs more than the first.
     first: dict[str, Fact] = {}
     latest_schedule: Fact | None = None
     duration: int | None = None
@@ -109,26 +156,31 @@ def compute_journey(appointment_id: str, facts: list[Fact], watermark_ms: int, p
     issues = 0
     has_telehealth_events = False
     estimates: dict[str, list[tuple[int, float]]] = {}
+    wait_facts: list[Fact] = []
     for fact in facts:
         kind = fact[TYPE]
-        first.setdefault(kind, fact)
-        fields = fact[FIELDS]
-        if kind == "appointment.booked" or kind == "appointment.rescheduled":
+        if kind not in first:
+            first[kind] = fact
+        if kind in _SCHEDULING_TYPES:
             latest_schedule = fact
-            duration = fields.get("duration_min", duration)
+            duration = fact[FIELDS].get("duration_min", duration)
             reschedules += kind == "appointment.rescheduled"
         elif kind == "appointment.reminder_sent":
             reminders.append(fact[MS])
+        elif kind in _WAIT_TYPES:
+            wait_facts.append(fact)
         elif kind == "wait.estimate_published":
+            fields = fact[FIELDS]
             estimates.setdefault(fields["queue"], []).append((fact[MS], float(fields["estimated_wait_min"])))
         elif kind in TELEHEALTH_FAMILY_TYPES:
             has_telehealth_events = True
             if kind == "participant.joined":
-                if fields["role"] == "patient":
+                if fact[FIELDS]["role"] == "patient":
                     patient_join = fact[MS] if patient_join is None else patient_join
                 elif provider_join is None:
                     provider_join = fact[MS]
             elif kind == "participant.left":
+                fields = fact[FIELDS]
                 if fields["role"] == "patient":
                     patient_lefts.append(fact[MS])
                 if fields["reason"] == "dropped":
@@ -146,12 +198,10 @@ def compute_journey(appointment_id: str, facts: list[Fact], watermark_ms: int, p
     if provider is None:
         provider = next((f[PROVIDER] for f in facts if f[PROVIDER] is not None), None)
 
-    def at(kind: str) -> int | None:
-        fact = first.get(kind)
-        return fact[MS] if fact else None
-
-    arrived, checked_in, roomed = at("patient.arrived"), at("patient.checked_in"), at("patient.roomed")
-    started, checked_out, lwbs = at("provider.started"), at("patient.checked_out"), at("patient.left_without_being_seen")
+    first_ms = {kind: fact[MS] for kind, fact in first.items()}.get
+    arrived, checked_in, roomed = first_ms("patient.arrived"), first_ms("patient.checked_in"), first_ms("patient.roomed")
+    started, checked_out = first_ms("provider.started"), first_ms("patient.checked_out")
+    lwbs = first_ms("patient.left_without_being_seen")
 
     cancelled = first.get("appointment.cancelled")
     late_cancelled: bool | None
@@ -165,12 +215,9 @@ def compute_journey(appointment_id: str, facts: list[Fact], watermark_ms: int, p
             and scheduled - cancelled[MS] < policy.late_cancel_window_ms
         )
 
-    deadline = scheduled + policy.no_show_grace_ms if scheduled is not None else None
-    deadline_passed = deadline is not None and watermark_ms >= deadline
-    showed_up = patient_join if is_telehealth else arrived
-    inferred_no_show = (
-        cancelled is None and deadline_passed and (showed_up is None or showed_up > deadline)  # type: ignore[operator]
-    )
+    clock: StageClock = (scheduled, patient_join if is_telehealth else arrived, cancelled is not None)
+    stage = watermark_stage(clock, watermark_ms, policy)
+    inferred_no_show = stage & 1 == 1
     explicit_no_show = "appointment.no_show" in first
     no_show = explicit_no_show or inferred_no_show
 
@@ -181,7 +228,7 @@ def compute_journey(appointment_id: str, facts: list[Fact], watermark_ms: int, p
         gave_up = bool(patient_lefts) and provider_join is None
     else:
         completed = checked_out is not None
-        in_progress = any(kind in first for kind in IN_PERSON_PROGRESS)
+        in_progress = (arrived is not None or checked_in is not None or roomed is not None or started is not None)
         gave_up = False
     if cancelled is not None:
         status = "late_cancelled" if late_cancelled else "cancelled"
@@ -198,44 +245,7 @@ def compute_journey(appointment_id: str, facts: list[Fact], watermark_ms: int, p
     else:
         status = "scheduled"
 
-    # Queues.
-    queue_wait_min: dict[str, float] = {}
-    queue_abandoned: dict[str, int] = {}
-    queue_rows: list[dict[str, Any]] = []
-    worst_error: float | None = None
-    touch_wait_errors: dict[str, int | None] = {}
-    for start, end in _pair_queue_waits(facts):
-        queue = start[FIELDS]["queue"]
-        wait_key = f"{start[SOURCE]}/{start[EVENT_ID]}"
-        minutes = _minutes(end[MS], start[MS]) if end else None
-        outcome = end[FIELDS]["outcome"] if end else None
-        estimate = error = None
-        if end is not None:
-            queue_wait_min.setdefault(queue, 0.0)
-            queue_abandoned.setdefault(queue, 0)
-        if end is not None and outcome == "called":
-            queue_wait_min[queue] = queue_wait_min.get(queue, 0.0) + minutes  # type: ignore[operator]
-            told = [value for ms, value in estimates.get(queue, ()) if ms <= end[MS]]
-            if told:
-                estimate = told[-1]
-                error = minutes - estimate  # type: ignore[operator]
-                if worst_error is None or abs(error) > abs(worst_error):
-                    worst_error = error
-                touch_wait_errors[wait_key] = end[MS]
-        elif end is not None:
-            queue_abandoned[queue] = queue_abandoned.get(queue, 0) + 1
-        queue_rows.append(
-            {
-                "queue": queue,
-                "wait_key": wait_key,
-                "started_at": start[MS],
-                "ended_at": end[MS] if end else None,
-                "outcome": outcome,
-                "wait_min": minutes,
-                "estimated_wait_min": estimate,
-                "estimate_error_min": error,
-            }
-        )
+    queue_wait_min, queue_abandoned, queue_rows, worst_error, touch_wait_errors = _queues(wait_facts, estimates)
 
     abandoned: bool | None = None
     connected: bool | None = None
@@ -244,7 +254,7 @@ def compute_journey(appointment_id: str, facts: list[Fact], watermark_ms: int, p
         connected = patient_join is not None and provider_join is not None
         abandoned = any(provider_join is None or provider_join > left for left in patient_lefts)
         if patient_join is not None and provider_join is not None and patient_join < provider_join:
-            virtual_wait = _minutes(provider_join, patient_join)
+            virtual_wait = (provider_join - patient_join) / MINUTE_MS
 
     row: dict[str, Any] = {
         "appointment_id": appointment_id,
@@ -290,25 +300,18 @@ def compute_journey(appointment_id: str, facts: list[Fact], watermark_ms: int, p
         "telehealth_abandoned": None if abandoned is None else int(abandoned),
         "drop_count": len(drops),
         "connection_issue_count": issues,
-        "reminders_sent": sum(1 for ms in reminders if scheduled is not None and ms < scheduled),
+        "reminders_sent": _count_before(reminders, scheduled),
         "event_count": len(facts),
         "first_event_at": facts[0][MS],
         "last_event_at": facts[-1][MS],
     }
 
-    intervals = []
-    stage_times = {"patient.arrived": arrived, "patient.checked_in": checked_in, "patient.roomed": roomed,
-                   "provider.started": started, "patient.checked_out": checked_out}
-    for stage, begin_kind, end_kind in IN_PERSON_STAGES:
-        begin, end_ms = stage_times[begin_kind], stage_times[end_kind]
-        if begin is not None:
-            intervals.append({"stage": stage, "started_at": begin, "ended_at": end_ms, "minutes": _minutes(end_ms, begin)})
+    intervals = _stage_intervals(arrived, checked_in, roomed, started, checked_out)
     if is_telehealth and patient_join is not None and (provider_join is None or patient_join < provider_join):
         intervals.append({"stage": "virtual_wait", "started_at": patient_join, "ended_at": provider_join,
                           "minutes": virtual_wait})
 
-    final = scheduled is not None and watermark_ms >= scheduled + policy.close_after_ms
-    row["is_final"] = int(final)
+    row["is_final"] = stage >> 1
     abandon_at = next((left for left in patient_lefts if provider_join is None or provider_join > left), None)
     touchpoints: dict[str, int | None] = {
         "lobby_wait_min": roomed,
@@ -328,17 +331,81 @@ def compute_journey(appointment_id: str, facts: list[Fact], watermark_ms: int, p
         "late_cancelled": scheduled,
         "left_without_being_seen": lwbs,
         "lead_time_days": scheduled,
-        **{f"wait:{key}": ms for key, ms in touch_wait_errors.items()},
     }
-    deadlines = tuple(
-        d for d in (deadline, scheduled + policy.close_after_ms if scheduled is not None else None) if d is not None
-    )
+    for key, ms in touch_wait_errors.items():
+        touchpoints[f"wait:{key}"] = ms
     return JourneyView(
         row=row,
         intervals=intervals,
         queue_waits=queue_rows,
         touchpoints=touchpoints,
         flags={"left_without_being_seen": int(lwbs is not None)},
-        stage=int(inferred_no_show) + 2 * int(final),
-        deadlines=deadlines,
+        stage=stage,
+        deadlines=stage_deadlines(clock, policy),
+        clock=clock,
     )
+
+
+def _count_before(times: list[int], limit: int | None) -> int:
+    if limit is None or not times:
+        return 0
+    return sum(1 for ms in times if ms < limit)
+
+
+def _stage_intervals(arrived: int | None, checked_in: int | None, roomed: int | None, started: int | None,
+                     checked_out: int | None) -> list[dict[str, Any]]:
+    """The in-person stages (``IN_PERSON_STAGES``) that have begun; most journeys have none or all."""
+    intervals = []
+    stage_times = {"patient.arrived": arrived, "patient.checked_in": checked_in, "patient.roomed": roomed,
+                   "provider.started": started, "patient.checked_out": checked_out}
+    for stage, begin_kind, end_kind in IN_PERSON_STAGES:
+        begin, end_ms = stage_times[begin_kind], stage_times[end_kind]
+        if begin is not None:
+            intervals.append({"stage": stage, "started_at": begin, "ended_at": end_ms, "minutes": _minutes(end_ms, begin)})
+    return intervals
+
+
+def _queues(
+    wait_facts: list[Fact], estimates: dict[str, list[tuple[int, float]]]
+) -> tuple[dict[str, float], dict[str, int], list[dict[str, Any]], float | None, dict[str, int | None]]:
+    """Per queue wait: its row, the totals per queue, the worst estimate error and when each error was known."""
+    queue_wait_min: dict[str, float] = {}
+    queue_abandoned: dict[str, int] = {}
+    queue_rows: list[dict[str, Any]] = []
+    worst_error: float | None = None
+    touch_wait_errors: dict[str, int | None] = {}
+    if not wait_facts:
+        return queue_wait_min, queue_abandoned, queue_rows, worst_error, touch_wait_errors
+    for start, end in _pair_queue_waits(wait_facts):
+        queue = start[FIELDS]["queue"]
+        wait_key = f"{start[SOURCE]}/{start[EVENT_ID]}"
+        minutes = _minutes(end[MS], start[MS]) if end else None
+        outcome = end[FIELDS]["outcome"] if end else None
+        estimate = error = None
+        if end is not None:
+            queue_wait_min.setdefault(queue, 0.0)
+            queue_abandoned.setdefault(queue, 0)
+        if end is not None and outcome == "called":
+            queue_wait_min[queue] = queue_wait_min.get(queue, 0.0) + minutes  # type: ignore[operator]
+            told = [value for ms, value in estimates.get(queue, ()) if ms <= end[MS]]
+            if told:
+                estimate = told[-1]
+                error = minutes - estimate  # type: ignore[operator]
+                if worst_error is None or abs(error) > abs(worst_error):
+                    worst_error = error
+                touch_wait_errors[wait_key] = end[MS]
+        elif end is not None:
+            queue_abandoned[queue] = queue_abandoned.get(queue, 0) + 1
+        queue_rows.append(
+            {
+                "queue": queue,
+                "wait_key": wait_key,
+                "started_at": start[MS],
+                "ended_at": end[MS] if end else None,
+                "outcome": outcome,
+                "wait_min": minutes,
+                "estimated_wait_min": estimate,
+                "estimate_error_min": error,
+            }
+        )
+    return queue_wait_min, queue_abandoned, queue_rows, worst_error, touch_wait_errors

@@ -21,10 +21,12 @@ re-evaluate journeys when it passes their deadlines (no-show, close, eviction).
 
 from __future__ import annotations
 
+import functools
+import gc
 import heapq
-from collections.abc import Iterable, Mapping, MutableMapping
+from collections.abc import Callable, Iterable, Mapping, MutableMapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 
@@ -35,6 +37,30 @@ from streams.journey.patient import PatientEmission, PatientState
 from streams.journey.state import Emission, JourneyState
 
 NO_WATERMARK = -(2**62)
+
+_Call = TypeVar("_Call", bound=Callable[..., Any])
+
+
+def _collector_paused(method: _Call) -> _Call:
+    """Run ``method`` with the cyclic garbage collector paused (it runs again afterwards).
+
+    A batch allocates tens of thousands of dicts and lists (rows, facts, states) and no
+    reference cycles, so reference counting frees all of it; left running, the collector
+    rescans every live row again and again as they pile up (a third of the offline
+    pipeline's time). Anything cyclic is still collected at the next collection after
+    the batch."""
+
+    @functools.wraps(method)
+    def paused(*args: Any, **kwargs: Any) -> Any:
+        if not gc.isenabled():
+            return method(*args, **kwargs)
+        gc.disable()
+        try:
+            return method(*args, **kwargs)
+        finally:
+            gc.enable()
+
+    return paused  # type: ignore[return-value]
 
 
 class Watermark:
@@ -94,6 +120,7 @@ class JourneyProcessor:
         self.late_events = 0
         self.duplicates = 0
 
+    @_collector_paused
     def process(
         self, store: MutableMapping[str, bytes], partition: int, batch: Mapping[str, list[Fact]]
     ) -> list[Emission]:
@@ -120,6 +147,7 @@ class JourneyProcessor:
             self.late_events += fact[0] < watermark_before
             self.watermark.observe(fact[0])
 
+    @_collector_paused
     def fire(self, store: MutableMapping[str, bytes], partition: int) -> list[Emission]:
         """Re-evaluate the journeys of ``partition`` whose deadlines the watermark passed."""
         timers = self.timers.get(partition)
@@ -186,6 +214,7 @@ class PatientProcessor:
         self.watermark = Watermark(0)
         self.timers: dict[int, Timers] = {}
 
+    @_collector_paused
     def process(
         self, store: MutableMapping[str, bytes], partition: int, batch: Mapping[str, list[dict[str, Any]]]
     ) -> list[PatientEmission]:
@@ -204,6 +233,7 @@ class PatientProcessor:
     def reschedule(self, store: Mapping[str, bytes], partitions: set[int]) -> int:
         return _reschedule(self.timers, store, partitions)
 
+    @_collector_paused
     def fire(self, store: MutableMapping[str, bytes], partition: int) -> list[PatientEmission]:
         timers = self.timers.get(partition)
         if timers is None:
