@@ -264,9 +264,9 @@ def recompute(events: list[Any], watermark: int) -> dict[str, Any]:
         status = "late_cancelled" if late else "cancelled"
     elif explicit:
         status = "no_show"
-    elif (not telehealth and checked_out) or (telehealth and ended and any(t < ended for t in patient_joins)):
+    elif (not telehealth and checked_out) or (telehealth and ended and patient_joins and provider_joins):
         status = "completed"
-    elif of("patient.left_without_being_seen"):
+    elif of("patient.left_without_being_seen") or (telehealth and patient_lefts and not provider_joins):
         status = "left_without_being_seen"
     elif no_show:
         status = "no_show"
@@ -363,7 +363,8 @@ def test_friction_follows_the_spec_defaults(sim: Simulation) -> None:
         assert hits["no_show"] == t.no_show
         assert hits["late_cancellation"] == t.late_cancelled
         assert hits["telehealth_abandoned"] == bool(t.telehealth_abandoned)
-        assert hits["left_without_being_seen"] == (t.status == "left_without_being_seen")
+        # The rule is the check-in event; a telehealth patient who gave up has telehealth_abandoned.
+        assert hits["left_without_being_seen"] == (t.status == "left_without_being_seen" and t.modality == "in_person")
         # Per wait: the journey's worst error is one of them when it crosses the line.
         if t.wait_estimate_error_min is not None and t.wait_estimate_error_min > 15:
             assert t.wait_estimate_error_min in [h.value for h in t.friction if h.rule == "wait_estimate_error"]
