@@ -169,6 +169,14 @@ def test_left_without_being_seen():
     row = journey(lines)
     assert row["status"] == "left_without_being_seen"
     assert friction_rules(lines) == {"left_without_being_seen": 1.0}
+    intervals: dict[str, dict] = {}
+    for interval in run(lines, batch_size=1).rows("stage_intervals"):
+        known = intervals.get(interval["stage"])
+        if known is None or interval["version"] >= known["version"]:
+            intervals[interval["stage"]] = interval
+    # While waiting the lobby was open; once the patient left it is no longer anyone waiting.
+    assert {stage: i["is_deleted"] for stage, i in intervals.items()} == {
+        "arrival_to_checkin": 0, "lobby": 1, "checkin_to_provider": 1, "cycle": 1}
 
 
 def test_duplicates_count_once():

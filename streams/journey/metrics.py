@@ -310,6 +310,10 @@ def compute_journey(appointment_id: str, facts: list[Fact], watermark_ms: int, p
     if is_telehealth and patient_join is not None and (provider_join is None or patient_join < provider_join):
         intervals.append({"stage": "virtual_wait", "started_at": patient_join, "ended_at": provider_join,
                           "minutes": virtual_wait})
+    if status != "in_progress":
+        # A stage still open when the visit is over (left without being seen, a completed
+        # visit missing an event) is not a patient waiting now: only closed stages stay.
+        intervals = [interval for interval in intervals if interval["ended_at"] is not None]
 
     row["is_final"] = stage >> 1
     abandon_at = next((left for left in patient_lefts if provider_join is None or provider_join > left), None)
