@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import gc
 import sys
 
 from streams.config import Settings, load_settings
@@ -37,6 +38,10 @@ def run(args: argparse.Namespace) -> int:
     configure_logging(settings.log_format, settings.log_level)
     check_topics(settings)
     app = create_app(settings)
+    # A batch allocates tens of thousands of short-lived, acyclic rows: the default
+    # collector thresholds make it rescan them over and over (measured ~30% of the time).
+    gc.freeze()
+    gc.set_threshold(100_000, 50, 50)
     worker = Worker(app, loglevel=settings.log_level, quiet=True, redirect_stdouts=False)
     worker.execute_from_commandline()
     return 0
