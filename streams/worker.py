@@ -236,27 +236,30 @@ def create_app(settings: Settings) -> Any:
         for partition, event in last_event.items():
             write_tables_as(event)
             emissions = journeys.process(journey_table, partition, by_partition.get(partition, {}))
-            emissions += journeys.fire(journey_table, partition)
-            for emission in emissions:
-                buffer.add(emission.bundle)
-                update = emission.patient_update
-                updates[patient_partition(update["patient_key"], partitions)].append(update)
-            stats.counters["journey_versions"] += len(emissions)
+            route(emissions + journeys.fire(journey_table, partition), buffer, updates)
         await publish(buffer)
         for target, items in updates.items():
             await patient_updates.send(value=orjson.dumps({"updates": items}), partition=target)
 
+    def route(emissions: list[Any], buffer: OutputBuffer, updates: dict[int, list[dict[str, Any]]]) -> None:
+        """Rows to the output buffer; patient updates to their patient partition."""
+        for emission in emissions:
+            buffer.add(emission.bundle)
+            update = emission.patient_update
+            updates[patient_partition(update["patient_key"], partitions)].append(update)
+        stats.counters["journey_versions"] += len(emissions)
+
     async def journey_marker(stream: Any, event: Any) -> None:
         marker = orjson.loads(event.message.value)
-        if marker.get("final") and marker.get("end_ms") is not None:
-            journeys.watermark.finish(marker["end_ms"])
+        if marker.get("final"):
+            # Without an end time from the sender, the end is the latest event this worker saw.
+            end = marker.get("end_ms")
+            journeys.watermark.finish(journeys.watermark.max_seen_ms if end is None else end)
         write_tables_as(event)
         partition = event.message.partition
         buffer = OutputBuffer()
         updates: dict[int, list[dict[str, Any]]] = defaultdict(list)
-        for emission in journeys.fire(journey_table, partition):
-            buffer.add(emission.bundle)
-            updates[patient_partition(emission.patient_update["patient_key"], partitions)].append(emission.patient_update)
+        route(journeys.fire(journey_table, partition), buffer, updates)
         await publish(buffer)
         for target in range(partitions):
             body = {"updates": updates.get(target, []),
