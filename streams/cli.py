@@ -22,6 +22,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "streams.commands.simulate",
     "streams.commands.worker",
     "streams.commands.replay",
+    "streams.commands.sync",
     "streams.commands.demo",
     "sinks.commands",
     "dashboards.commands",

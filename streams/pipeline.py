@@ -24,7 +24,7 @@ import time
 import urllib.request
 import uuid
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -65,6 +65,49 @@ def expected_marker_rows(settings: Settings) -> int:
     """Journey acks: input partitions x output partitions; patient acks: x patient partitions too."""
     inputs = len(settings.input_topics) * settings.partitions
     return inputs * settings.partitions + inputs * settings.partitions * settings.partitions
+
+
+def new_marker_id() -> str:
+    return f"marker-{uuid.uuid4().hex[:12]}"
+
+
+def send_markers(settings: Settings, bootstrap: str, marker_id: str, final: bool, end_ms: int | None) -> None:
+    """An end-of-input marker to every partition of every input topic.
+
+    ``final``: the end of input is final (the watermark jumps to ``end_ms``, or to the
+    latest event a worker saw when ``end_ms`` is None) so no-shows up to it are decided.
+    """
+    from streams.produce import EventProducer
+
+    with EventProducer(bootstrap, settings.topics, settings.topic_deadletter) as producer:
+        for topic in settings.input_topics:
+            for partition in range(settings.partitions):
+                producer.send_raw(topic, partition, b"__marker__", marker_value(marker_id, final, end_ms),
+                                  [(MARKER_HEADER, marker_id.encode())])
+        producer.flush()
+
+
+def wait_for_marker(client: Any, settings: Settings, marker_id: str, timeout: float, progress: bool,
+                    alive: Callable[[], None] = lambda: None) -> str:
+    """Block until every acknowledgement of ``marker_id`` is in ClickHouse (``alive`` raises
+    if a part of the pipeline died meanwhile)."""
+    from sinks.markers import marker_rows
+
+    expected = expected_marker_rows(settings)
+    deadline = time.monotonic() + timeout
+    shown = -1
+    while True:
+        alive()
+        seen = marker_rows(client, settings.clickhouse_database, marker_id)
+        if progress and seen != shown:
+            print(f"waiting for the pipeline: {seen}/{expected} end-of-input acknowledgements in ClickHouse",
+                  file=sys.stderr, flush=True)
+            shown = seen
+        if seen >= expected:
+            return marker_id
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"pipeline not caught up after {timeout:g} s: {seen}/{expected} acknowledgements")
+        time.sleep(0.3)
 
 
 class WorkerProcess:
@@ -265,42 +308,19 @@ class LocalPipeline:
             producer.flush()
         return counts
 
-    def send_markers(self, marker_id: str, final: bool, end_ms: int | None) -> None:
-        from streams.produce import EventProducer
-
-        with EventProducer(self.bootstrap, self.settings.topics, self.settings.topic_deadletter) as producer:
-            for topic in self.settings.input_topics:
-                for partition in range(self.settings.partitions):
-                    producer.send_raw(topic, partition, b"__marker__", marker_value(marker_id, final, end_ms),
-                                      [(MARKER_HEADER, marker_id.encode())])
-            producer.flush()
-
     def wait_until_processed(self, final: bool = True, end_ms: int | None = None, timeout: float = 600.0,
                              progress: bool = True) -> str:
         """Send an end-of-input marker and block until ClickHouse holds everything before it."""
-        from sinks.markers import marker_rows
+        marker_id = new_marker_id()
+        send_markers(self.settings, self.bootstrap, marker_id, final, end_ms)
+        return wait_for_marker(self.client, self.settings, marker_id, timeout, progress, alive=self._check_alive)
 
-        marker_id = f"marker-{uuid.uuid4().hex[:12]}"
-        self.send_markers(marker_id, final, end_ms)
-        expected = expected_marker_rows(self.settings)
-        deadline = time.monotonic() + timeout
-        shown = -1
-        while True:
-            assert self.writer is not None
-            self.writer.check()
-            for worker in self.workers:
-                if worker.process.poll() not in (None, *worker.expected_exit):
-                    raise RuntimeError(f"stream worker exited with {worker.process.returncode}:\n{worker.log_tail()}")
-            seen = marker_rows(self.client, self.settings.clickhouse_database, marker_id)
-            if progress and seen != shown:
-                print(f"waiting for the pipeline: {seen}/{expected} end-of-input acknowledgements in ClickHouse",
-                      file=sys.stderr, flush=True)
-                shown = seen
-            if seen >= expected:
-                return marker_id
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"pipeline not caught up after {timeout:g} s: {seen}/{expected} acknowledgements")
-            time.sleep(0.3)
+    def _check_alive(self) -> None:
+        assert self.writer is not None
+        self.writer.check()
+        for worker in self.workers:
+            if worker.process.poll() not in (None, *worker.expected_exit):
+                raise RuntimeError(f"stream worker exited with {worker.process.returncode}:\n{worker.log_tail()}")
 
     def worker_metrics(self) -> dict[str, float]:
         total: Counter[str] = Counter()

@@ -162,3 +162,20 @@ def test_no_raw_patient_id_downstream(broker, isolated_settings):
         for table in ("events", "appointment_journeys", "patient_journeys", "patient_visits", "friction_events"):
             text = repr(pipeline.client.query(f"SELECT * FROM {db}.{table}").result_rows).encode()
             assert not any(pid in text for pid in patient_ids), f"raw patient_id in {table}"
+
+
+def test_sync_command_after_an_external_producer(broker, isolated_settings, monkeypatch):
+    """A pipeline running on its own, fed by someone else's producer: `journeys sync --final`
+    returns once everything is in ClickHouse."""
+    from streams.cli import main
+    from streams.produce import produce_events
+
+    simulation = simulate(SimulationConfig(seed=31, days=2, sites=1, duplicate_fraction=0.03))
+    settings = isolated_settings()
+    with LocalPipeline(settings, bootstrap=broker.bootstrap) as pipeline:
+        produce_events(simulation.lines, broker.bootstrap, settings.topics, progress=False)
+        for name in ("topic_scheduling", "topic_checkin", "topic_waits", "topic_telehealth", "clickhouse_database"):
+            monkeypatch.setenv(f"JOURNEYS_{name.upper()}", getattr(settings, name))
+        monkeypatch.setenv("JOURNEYS_PARTITIONS", str(settings.partitions))
+        assert main(["sync", "--bootstrap", broker.bootstrap, "--clickhouse", settings.dsn, "--final"]) == 0
+        assert_matches_truth(pipeline, simulation)

@@ -1,0 +1,44 @@
+"""``journeys sync``: wait until everything produced so far is in ClickHouse.
+
+For a pipeline that runs on its own (``journeys worker`` and ``journeys writer``, e.g. on
+Kubernetes) fed by other producers: sends an end-of-input marker to every partition of
+every input topic and waits until the workers' and the writer's acknowledgements of it
+are in ClickHouse. Never trusts end offsets or consumer lag. With ``--final`` the end of
+input is also final for event time: the watermark jumps to ``--end`` (or to the latest
+event each worker saw), so silent no-shows up to that point are decided, as in a replay.
+Needs a ClickHouse the command can read while the writer runs: a server DSN (embedded
+chdb admits one process; there, use ``journeys replay``).
+"""
+
+from __future__ import annotations
+
+import argparse
+from datetime import datetime
+
+from streams.config import load_settings
+
+
+def run(args: argparse.Namespace) -> int:
+    from sinks.client import connect
+    from streams.journey.facts import epoch_ms
+    from streams.pipeline import new_marker_id, send_markers, wait_for_marker
+
+    settings = load_settings(bootstrap=args.bootstrap, clickhouse_dsn=args.clickhouse)
+    end_ms = epoch_ms(datetime.fromisoformat(args.end)) if args.end else None
+    client = connect(settings.dsn)
+    marker_id = new_marker_id()
+    send_markers(settings, settings.bootstrap, marker_id, args.final, end_ms)
+    wait_for_marker(client, settings, marker_id, args.timeout, progress=True)
+    print(f"caught up: marker {marker_id} acknowledged by every partition")
+    return 0
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("sync", help="wait until everything produced so far is in ClickHouse",
+                                   description=__doc__)
+    parser.add_argument("--bootstrap", metavar="HOST:PORT", help="Kafka (default: JOURNEYS_BOOTSTRAP)")
+    parser.add_argument("--clickhouse", metavar="DSN", help="ClickHouse the writer writes (default: JOURNEYS_CLICKHOUSE_DSN)")
+    parser.add_argument("--final", action="store_true", help="treat the end of input as final for event time")
+    parser.add_argument("--end", metavar="TIMESTAMP", help="with --final: the end of input (RFC 3339 with offset)")
+    parser.add_argument("--timeout", type=float, default=600.0, help="seconds to wait (default 600)")
+    parser.set_defaults(run=run)
