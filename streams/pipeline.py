@@ -44,7 +44,7 @@ log = get_logger("streams.pipeline")
 
 # Settings a child worker must share with this process (the rest come from the environment).
 _WORKER_SETTINGS = ("app_id", "consumer_group", "topic_scheduling", "topic_checkin", "topic_waits", "topic_telehealth",
-                    "topic_deadletter", "topic_output", "topic_patient_updates", "producer_max_batch_size")
+                    "topic_deadletter", "topic_output", "topic_patient_updates", "producer_max_batch_size", "store")
 
 
 @dataclass

@@ -140,6 +140,17 @@ def test_two_workers_give_the_same_result_as_one(broker, isolated_settings):
         assert_matches_truth(pipeline, simulation)
 
 
+def test_rocksdb_state_store_gives_the_same_result(broker, isolated_settings):
+    """Production keeps journey state in RocksDB (rocksdict) instead of memory."""
+    simulation = simulate(SimulationConfig(seed=17, days=2, sites=2, **DISORDERED))
+    settings = isolated_settings(store="rocksdb")
+    with LocalPipeline(settings, bootstrap=broker.bootstrap) as pipeline:
+        counts = pipeline.feed(lines_of(simulation), progress=False)
+        pipeline.wait_until_processed(final=True, end_ms=counts.max_occurred_ms, progress=False)
+        assert_matches_truth(pipeline, simulation)
+        assert any(pipeline.run_dir.glob("worker-0/faust/**/*.sst")) or any(pipeline.run_dir.glob("worker-0/**/CURRENT"))
+
+
 def test_no_raw_patient_id_downstream(broker, isolated_settings):
     from kafka import KafkaConsumer
 
