@@ -14,7 +14,10 @@
 from __future__ import annotations
 
 import argparse
+import signal
+import subprocess
 import sys
+from collections import Counter
 import tempfile
 import time
 from pathlib import Path
@@ -46,12 +49,32 @@ def peak_rss_mb(pid: int) -> float:
     return float("nan")
 
 
+def hotspots(raw_profile: Path, top: int = 15) -> str:
+    """Share of samples per function, self and inclusive, from py-spy's raw output."""
+    own: Counter[str] = Counter()
+    inclusive: Counter[str] = Counter()
+    total = 0
+    for line in raw_profile.read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        if not stack:
+            continue
+        frames, samples = stack.split(";"), int(count)
+        total += samples
+        own[frames[-1]] += samples
+        inclusive.update(dict.fromkeys(frames, samples))
+    lines = [f"{100 * n / total:5.1f}% self  {name}" for name, n in own.most_common(top)]
+    lines += [f"{100 * n / total:5.1f}% total {name}" for name, n in inclusive.most_common(top * 4)
+              if "streams/" in name or "faust/" in name][:top]
+    return "\n".join(lines)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--events", type=int, default=200_000)
     parser.add_argument("--seed", type=int, default=11)
     parser.add_argument("--batch-size", type=int, default=5000)
     parser.add_argument("--partitions", type=int, default=4)
+    parser.add_argument("--profile", metavar="FILE", help="record the worker with py-spy (raw format) into FILE")
     args = parser.parse_args()
 
     lines = simulated_lines(args.events, args.seed)
@@ -75,6 +98,10 @@ def main() -> int:
         worker = WorkerProcess(settings, broker.bootstrap, Path(run_dir), 0)
         try:
             worker.wait_ready(timeout=120)
+            profiler = None
+            if args.profile:
+                profiler = subprocess.Popen(["py-spy", "record", "-p", str(worker.process.pid), "-f", "raw",
+                                             "-o", args.profile, "--nonblocking"], stdout=subprocess.DEVNULL)
             first = None
             while True:
                 taken = worker.metrics().get("journeys_events_valid_total", 0)
@@ -84,6 +111,11 @@ def main() -> int:
                 if taken >= len(lines):
                     break
                 time.sleep(0.1)
+            if profiler is not None:
+                profiler.send_signal(signal.SIGINT)
+                profiler.wait(30)
+                print(f"profile: {args.profile}")
+                print(hotspots(Path(args.profile)))
             assert first is not None
             elapsed = now - first[0]
             rate = (taken - first[1]) / elapsed if elapsed > 0 else float("inf")
