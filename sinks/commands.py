@@ -106,7 +106,7 @@ def run_migrate(args: argparse.Namespace) -> int:
     configure_logging(settings.log_format, settings.log_level)
     client = connect(settings.dsn)
     try:
-        applied = migrate(client, settings.clickhouse_database)
+        applied = migrate(client, settings.clickhouse_database, database_engine=settings.clickhouse_database_engine)
     finally:
         client.close()
     target = f"{redact_dsn(settings.dsn)} database {settings.clickhouse_database}"

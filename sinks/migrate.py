@@ -128,10 +128,18 @@ def applied_versions(client: Client, database: str) -> dict[int, str]:
     return {int(version): str(checksum) for version, checksum in rows}
 
 
-def migrate(client: Client, database: str, directory: Path = MIGRATIONS_DIR) -> list[Migration]:
-    """Create ``database`` if needed and apply every migration not yet recorded; returns those applied."""
+def migrate(
+    client: Client, database: str, directory: Path = MIGRATIONS_DIR, database_engine: str = ""
+) -> list[Migration]:
+    """Create ``database`` if needed and apply every migration not yet recorded; returns those applied.
+
+    ``database_engine`` is the engine of a database created here, e.g.
+    ``Replicated('/clickhouse/databases/journeys', '{shard}', '{replica}')`` on a replicated
+    cluster: its MergeTree tables then replicate through Keeper without ``ON CLUSTER``.
+    """
     db = quote_database(database)
-    client.command(f"CREATE DATABASE IF NOT EXISTS {db}")
+    engine = f" ENGINE = {database_engine}" if database_engine else ""
+    client.command(f"CREATE DATABASE IF NOT EXISTS {db}{engine}")
     client.command(
         f"""CREATE TABLE IF NOT EXISTS {db}.schema_migrations
         (

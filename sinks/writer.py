@@ -70,6 +70,7 @@ class WriterConfig:
     group_id: str
     dsn: str
     database: str = "journeys"
+    database_engine: str = ""  # see sinks.migrate.migrate
     batch_rows: int = 20_000
     batch_seconds: float = 1.0
     max_retry_s: float = 30.0
@@ -89,6 +90,7 @@ class WriterConfig:
             group_id=f"{settings.consumer_group}-clickhouse-writer",
             dsn=settings.dsn,
             database=settings.clickhouse_database,
+            database_engine=settings.clickhouse_database_engine,
             batch_rows=settings.sink_batch_rows,
             batch_seconds=settings.sink_batch_seconds,
             max_retry_s=settings.sink_max_retry_s,
@@ -490,7 +492,7 @@ class SinkWriter:
             client = connect(self.config.dsn)
             try:
                 if self.config.run_migrations:
-                    migrate(client, self.config.database)
+                    migrate(client, self.config.database, database_engine=self.config.database_engine)
             except Exception:
                 client.close()
                 raise

@@ -103,6 +103,9 @@ class Settings(BaseSettings):
     # -- ClickHouse --------------------------------------------------------------------
     clickhouse_dsn: str = ""
     clickhouse_database: str = "journeys"
+    clickhouse_database_engine: str = Field(
+        default="", description="engine of the database migrations create, e.g. Replicated(...) on a cluster"
+    )
     sink_batch_rows: int = Field(default=20000, ge=1)
     sink_batch_seconds: float = Field(default=1.0, gt=0)
     sink_max_retry_s: float = Field(default=30.0, gt=0)

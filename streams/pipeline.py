@@ -253,7 +253,7 @@ class LocalPipeline:
         log.info("topics_ready", bootstrap=self.bootstrap, partitions=settings.partitions,
                  changelogs=changelog_topics(settings))
         self.client = connect(settings.dsn)
-        migrate(self.client, settings.clickhouse_database)
+        migrate(self.client, settings.clickhouse_database, database_engine=settings.clickhouse_database_engine)
         self.writer = WriterThread(settings, self.bootstrap)
         for _ in range(self._workers_wanted):
             self.start_worker(wait=False)

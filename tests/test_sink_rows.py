@@ -180,6 +180,17 @@ def test_read_only_check() -> None:
 # -- migrations -------------------------------------------------------------------------
 
 
+def test_migration_creates_the_database_with_the_configured_engine(client: Client) -> None:
+    # Production asks for Replicated(...) (Keeper needed); the clause is the same for any engine.
+    name = unique_database()
+    try:
+        migrate(client, name, database_engine="Atomic")
+        engine = client.command(f"SELECT engine FROM system.databases WHERE name = '{name}'")
+        assert engine == "Atomic"
+    finally:
+        client.command(f"DROP DATABASE IF EXISTS {name}")
+
+
 def test_migrations_are_idempotent(client: Client) -> None:
     name = unique_database()
     try:
