@@ -23,6 +23,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "streams.commands.worker",
     "streams.commands.replay",
     "streams.commands.sync",
+    "streams.commands.up",
     "streams.commands.demo",
     "sinks.commands",
     "dashboards.commands",

@@ -87,24 +87,18 @@ def send_markers(settings: Settings, bootstrap: str, marker_id: str, final: bool
         producer.flush()
 
 
-def wait_for_marker(client: Any, settings: Settings, marker_id: str, timeout: float, progress: bool,
-                    alive: Callable[[], None] = lambda: None) -> str:
-    """Block until every acknowledgement of ``marker_id`` is in ClickHouse (``alive`` raises
-    if a part of the pipeline died meanwhile)."""
-    from sinks.markers import marker_rows
-
-    expected = expected_marker_rows(settings)
+def wait_for_marker(acknowledgements: Callable[[], int], expected: int, timeout: float, progress: bool) -> None:
+    """Block until ``acknowledgements()`` (the marker's rows in ClickHouse) reaches ``expected``."""
     deadline = time.monotonic() + timeout
     shown = -1
     while True:
-        alive()
-        seen = marker_rows(client, settings.clickhouse_database, marker_id)
+        seen = acknowledgements()
         if progress and seen != shown:
             print(f"waiting for the pipeline: {seen}/{expected} end-of-input acknowledgements in ClickHouse",
                   file=sys.stderr, flush=True)
             shown = seen
         if seen >= expected:
-            return marker_id
+            return
         if time.monotonic() > deadline:
             raise TimeoutError(f"pipeline not caught up after {timeout:g} s: {seen}/{expected} acknowledgements")
         time.sleep(0.3)
@@ -185,10 +179,10 @@ class WorkerProcess:
 class WriterThread:
     """The ClickHouse writer's event loop in a thread of this process."""
 
-    def __init__(self, settings: Settings, bootstrap: str):
+    def __init__(self, settings: Settings, bootstrap: str, http_port: int | None = None):
         from sinks.writer import SinkWriter, WriterConfig
 
-        self.writer = SinkWriter(WriterConfig.from_settings(settings, bootstrap=bootstrap, port=None))
+        self.writer = SinkWriter(WriterConfig.from_settings(settings, bootstrap=bootstrap, port=http_port))
         self._loop = asyncio.new_event_loop()
         self._error: BaseException | None = None
         self._thread = threading.Thread(target=self._run, name="clickhouse-writer", daemon=True)
@@ -219,8 +213,14 @@ class LocalPipeline:
     ...     pipeline.wait_until_processed(counts)
     """
 
-    def __init__(self, settings: Settings, bootstrap: str | None = None, workers: int = 1):
+    def __init__(self, settings: Settings, bootstrap: str | None = None, workers: int = 1,
+                 writer_http: bool = False, port: int | None = None):
+        """``writer_http``: serve the writer's /healthz /readyz /metrics /query on
+        ``settings.writer_port`` (how others read embedded ClickHouse while it runs);
+        ``port``: of the local broker (default: a free one)."""
+        self._broker_port = port
         self.settings = settings
+        self._writer_http = writer_http
         self._external_bootstrap = bootstrap
         self._workers_wanted = workers
         self.broker: LocalBroker | None = None
@@ -246,7 +246,7 @@ class LocalPipeline:
 
         settings = self.settings
         if self._external_bootstrap is None:
-            self.broker = LocalBroker(topics=(), partitions=settings.partitions).start()
+            self.broker = LocalBroker(port=self._broker_port, topics=(), partitions=settings.partitions).start()
             self.bootstrap = self.broker.bootstrap
         settings = self.settings = settings.model_copy(update={"bootstrap": self.bootstrap})
         check_topics(settings)
@@ -254,7 +254,7 @@ class LocalPipeline:
                  changelogs=changelog_topics(settings))
         self.client = connect(settings.dsn)
         migrate(self.client, settings.clickhouse_database, database_engine=settings.clickhouse_database_engine)
-        self.writer = WriterThread(settings, self.bootstrap)
+        self.writer = WriterThread(settings, self.bootstrap, settings.writer_port if self._writer_http else None)
         for _ in range(self._workers_wanted):
             self.start_worker(wait=False)
         for worker in self.workers:
@@ -311,11 +311,20 @@ class LocalPipeline:
     def wait_until_processed(self, final: bool = True, end_ms: int | None = None, timeout: float = 600.0,
                              progress: bool = True) -> str:
         """Send an end-of-input marker and block until ClickHouse holds everything before it."""
+        from sinks.markers import marker_rows
+
         marker_id = new_marker_id()
         send_markers(self.settings, self.bootstrap, marker_id, final, end_ms)
-        return wait_for_marker(self.client, self.settings, marker_id, timeout, progress, alive=self._check_alive)
 
-    def _check_alive(self) -> None:
+        def acknowledgements() -> int:
+            self.check_alive()
+            return marker_rows(self.client, self.settings.clickhouse_database, marker_id)
+
+        wait_for_marker(acknowledgements, expected_marker_rows(self.settings), timeout, progress)
+        return marker_id
+
+    def check_alive(self) -> None:
+        """Raise if the writer or a worker died."""
         assert self.writer is not None
         self.writer.check()
         for worker in self.workers:
