@@ -132,8 +132,6 @@ class Stats:
 
     def __init__(self) -> None:
         self.counters: dict[str, int] = defaultdict(int)
-        self.watermark_ms = 0
-        self.started = time.time()
 
     def prometheus(self, processor: JourneyProcessor) -> str:
         lines = []
@@ -208,7 +206,7 @@ def create_app(settings: Settings) -> Any:
 
     # -- journeys ----------------------------------------------------------------------
 
-    async def journey_segment(stream: Any, events: list[Any]) -> None:
+    async def journey_segment(events: list[Any]) -> None:
         by_partition: dict[int, dict[str, list[Fact]]] = defaultdict(lambda: defaultdict(list))
         last_event: dict[int, Any] = {}
         buffer = OutputBuffer()
@@ -249,7 +247,7 @@ def create_app(settings: Settings) -> Any:
             updates[patient_partition(update["patient_key"], partitions)].append(update)
         stats.counters["journey_versions"] += len(emissions)
 
-    async def journey_marker(stream: Any, event: Any) -> None:
+    async def journey_marker(event: Any) -> None:
         marker = orjson.loads(event.message.value)
         if marker.get("final"):
             # Without an end time from the sender, the end is the latest event this worker saw.
@@ -281,13 +279,13 @@ def create_app(settings: Settings) -> Any:
             segment: list[Any] = []
             for event in events:
                 if is_marker(event.message.headers):
-                    await journey_segment(stream, segment)
+                    await journey_segment(segment)
                     segment = []
-                    await journey_marker(stream, event)
+                    await journey_marker(event)
                 else:
                     segment.append(event)
             if segment:
-                await journey_segment(stream, segment)
+                await journey_segment(segment)
             await drain_changelog_buffer(app)
             stats.counters["batches"] += 1
 
