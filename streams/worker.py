@@ -147,10 +147,6 @@ def create_app(settings: Settings) -> Any:
     import faust
     from mode import CrashingSupervisor
 
-    from streams import faust_fixes
-
-    faust_fixes.apply()
-
     (settings.data_dir / "faust").mkdir(parents=True, exist_ok=True)
     app = faust.App(
         settings.app_id,
