@@ -112,9 +112,9 @@ def _snapshot(client, db: str) -> dict:
 
 @pytest.mark.xfail(strict=False, reason=(
     "known bug, about 1 restart in 5 here: a worker restarted while input is pending sometimes never "
-    "processes some records (from one record to a whole fetch per partition; the events never reach the "
-    "events table) although Faust committed past them; not found yet. Lost state writes and lost "
-    "messages from take_events were found and fixed; see the issue notes"))
+    "processes some records (from one record to a whole fetch per partition; their events never reach the "
+    "events table); cause not found yet. Lost state writes and messages lost by take_events were found "
+    "and fixed; see the issue notes"))
 def test_kill_9_worker_mid_stream_then_restart_equals_uninterrupted(broker, isolated_settings):
     simulation = simulate(SimulationConfig(seed=8, days=3, sites=2, **DISORDERED))
     lines = lines_of(simulation)
