@@ -5,8 +5,8 @@ For a pipeline that runs on its own (``journeys up``, or ``journeys worker`` and
 to every partition of every input topic and waits until the workers' and the writer's
 acknowledgements of it are in ClickHouse. Never trusts end offsets or consumer lag.
 With ``--final`` the end of input is also final for event time: the watermark jumps to
-``--end`` (or to the latest event each worker saw), so silent no-shows up to that point
-are decided, as in a replay. When the writer holds embedded ClickHouse (chdb admits one
+``--end`` (by default the latest ``occurred_at`` in ClickHouse once everything is in), so
+silent no-shows up to that point are decided, as in a replay. When the writer holds embedded ClickHouse (chdb admits one
 process), the acknowledgements are counted through the writer's HTTP ``/query``.
 """
 
@@ -19,33 +19,47 @@ from datetime import datetime
 from streams.config import Settings, load_settings
 
 
-def acknowledgement_counter(settings: Settings, marker_id: str) -> Callable[[], int]:
-    """Counts the marker's rows: directly, or through the writer when it holds chdb."""
+def scalar_query(settings: Settings) -> Callable[[str], str]:
+    """Runs a one-value query: directly, or through the writer when it holds embedded ClickHouse."""
     from sinks.client import ChdbBusyError, connect
     from sinks.commands import _query_via
-    from sinks.markers import marker_rows
-    from sinks.migrate import quote_database
 
     try:
         client = connect(settings.dsn)
     except ChdbBusyError:
-        statement = (f"SELECT count() FROM {quote_database(settings.clickhouse_database)}.pipeline_markers FINAL "
-                     f"WHERE marker_id = '{marker_id}'")
         writer = f"http://127.0.0.1:{settings.writer_port}"
-        return lambda: int(_query_via(writer, statement, "TabSeparated").strip() or 0)
-    return lambda: marker_rows(client, settings.clickhouse_database, marker_id)
+        return lambda sql: _query_via(writer, sql, "TabSeparated").decode().strip()
+    return lambda sql: str(client.command(sql))
+
+
+def sync(settings: Settings, query: Callable[[str], str], final: bool, end_ms: int | None, timeout: float) -> str:
+    """Send one marker and wait for all its acknowledgements; returns the marker id."""
+    from sinks.migrate import quote_database
+    from streams.pipeline import expected_marker_rows, new_marker_id, send_markers, wait_for_marker
+
+    marker_id = new_marker_id()
+    table = f"{quote_database(settings.clickhouse_database)}.pipeline_markers"
+    count_sql = f"SELECT count() FROM {table} FINAL WHERE marker_id = '{marker_id}'"
+    send_markers(settings, settings.bootstrap, marker_id, final, end_ms)
+    wait_for_marker(lambda: int(query(count_sql) or 0), expected_marker_rows(settings), timeout, progress=True)
+    return marker_id
 
 
 def run(args: argparse.Namespace) -> int:
+    from sinks.migrate import quote_database
     from streams.journey.facts import epoch_ms
-    from streams.pipeline import expected_marker_rows, new_marker_id, send_markers, wait_for_marker
 
     settings = load_settings(bootstrap=args.bootstrap, clickhouse_dsn=args.clickhouse)
+    query = scalar_query(settings)
     end_ms = epoch_ms(datetime.fromisoformat(args.end)) if args.end else None
-    marker_id = new_marker_id()
-    count = acknowledgement_counter(settings, marker_id)
-    send_markers(settings, settings.bootstrap, marker_id, args.final, end_ms)
-    wait_for_marker(count, expected_marker_rows(settings), args.timeout, progress=True)
+    if args.final and end_ms is None:
+        # The end of input is the latest event of all partitions; no single worker knows it
+        # until everything is in, so first wait for everything, then read it.
+        sync(settings, query, final=False, end_ms=None, timeout=args.timeout)
+        latest = query(f"SELECT toUnixTimestamp64Milli(max(occurred_at)) "
+                       f"FROM {quote_database(settings.clickhouse_database)}.events")
+        end_ms = int(latest) if latest and latest != "\\N" else None
+    marker_id = sync(settings, query, args.final, end_ms, args.timeout)
     print(f"caught up: marker {marker_id} acknowledged by every partition")
     return 0
 
