@@ -1,6 +1,6 @@
 """The whole pipeline on one machine: broker, stream workers, ClickHouse writer.
 
-Used by ``journeys replay`` and ``journeys demo``. The local broker (unless a
+Used by ``journeys replay``, ``journeys demo`` and ``journeys up``. The local broker (unless a
 bootstrap address is given) and the stream workers run as child processes; the
 ClickHouse writer runs in this process, because embedded ClickHouse (chdb) admits one
 process per data directory and this process also reads the results.
@@ -43,8 +43,9 @@ from streams.worker import MARKER_HEADER, marker_value
 log = get_logger("streams.pipeline")
 
 # Settings a child worker must share with this process (the rest come from the environment).
-_WORKER_SETTINGS = ("app_id", "consumer_group", "topic_scheduling", "topic_checkin", "topic_waits", "topic_telehealth",
-                    "topic_deadletter", "topic_output", "topic_patient_updates", "producer_max_batch_size", "store")
+_WORKER_SETTINGS = ("session_timeout_s", "partitions", "batch_size", "app_id", "consumer_group",
+                    "topic_scheduling", "topic_checkin", "topic_waits", "topic_telehealth", "topic_deadletter",
+                    "topic_output", "topic_patient_updates", "producer_max_batch_size", "store")
 
 
 @dataclass
@@ -115,9 +116,6 @@ class WorkerProcess:
             "JOURNEYS_BOOTSTRAP": bootstrap,
             "JOURNEYS_WEB_PORT": str(self.web_port),
             "JOURNEYS_DATA_DIR": str(log_dir / f"worker-{index}"),
-            "JOURNEYS_SESSION_TIMEOUT_S": str(settings.session_timeout_s),
-            "JOURNEYS_PARTITIONS": str(settings.partitions),
-            "JOURNEYS_BATCH_SIZE": str(settings.batch_size),
             **{f"JOURNEYS_{name.upper()}": str(getattr(settings, name)) for name in _WORKER_SETTINGS},
             "JOURNEYS_LOG_FORMAT": "json",
         }
@@ -287,17 +285,20 @@ class LocalPipeline:
                 verdict = decode(raw)
                 if isinstance(verdict, Rejected):
                     counts.invalid[verdict.reason] += 1
+                    # A routable line goes to its family topic, where the worker dead-letters it
+                    # with its origin; an unroutable one goes to the dead-letter topic here, and
+                    # its row to the output, since no worker sees it.
+                    if producer.send_event(raw, origin, line_number) == settings.topic_deadletter:
+                        unroutable.append({"topic": f"file:{origin}", "partition": 0, "offset": line_number,
+                                           "reason": verdict.reason, "detail": verdict.detail,
+                                           "received_at": int(time.time() * 1000)})
                 else:
                     counts.valid += 1
                     occurred = epoch_ms(verdict.occurred_at)
                     if counts.max_occurred_ms is None or occurred > counts.max_occurred_ms:
                         counts.max_occurred_ms = occurred
-                topic = producer.send_event(raw, origin, line_number)
-                if topic == settings.topic_deadletter:
-                    assert isinstance(verdict, Rejected)
-                    unroutable.append({"topic": f"file:{origin}", "partition": 0, "offset": line_number,
-                                       "reason": verdict.reason, "detail": verdict.detail,
-                                       "received_at": int(time.time() * 1000)})
+                    # Decoded already: routed without parsing the JSON a second time.
+                    producer.send_raw(settings.topics[verdict.family], None, verdict.appointment_id.encode(), raw)
                 if counts.read % 5000 == 0:
                     bar.update(5000)
             bar.update(counts.read % 5000)
