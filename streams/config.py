@@ -79,6 +79,9 @@ class Settings(BaseSettings):
     partitions: int = Field(default=4, ge=1, description="partitions of every topic the pipeline creates")
     replication_factor: int = Field(default=1, ge=1)
     session_timeout_s: float = Field(default=10.0, gt=0)
+    commit_interval_s: float = Field(
+        default=2.8, gt=0, description="how often input offsets are committed; a restart re-reads at most this much"
+    )
     consumer_group: str = "journeys"
     producer_max_batch_size: int = Field(
         default=16384, ge=1, description="bytes per producer batch (changelogs included); 1 = one record per batch"

@@ -43,7 +43,7 @@ from streams.worker import MARKER_HEADER, marker_value
 log = get_logger("streams.pipeline")
 
 # Settings a child worker must share with this process (the rest come from the environment).
-_WORKER_SETTINGS = ("session_timeout_s", "partitions", "batch_size", "app_id", "consumer_group",
+_WORKER_SETTINGS = ("session_timeout_s", "commit_interval_s", "partitions", "batch_size", "app_id", "consumer_group",
                     "topic_scheduling", "topic_checkin", "topic_waits", "topic_telehealth", "topic_deadletter",
                     "topic_output", "topic_patient_updates", "producer_max_batch_size", "store")
 

@@ -147,15 +147,18 @@ def create_app(settings: Settings) -> Any:
     import faust
     from mode import CrashingSupervisor
 
+    from streams import transport
+
     (settings.data_dir / "faust").mkdir(parents=True, exist_ok=True)
     app = faust.App(
         settings.app_id,
-        broker=[f"kafka://{address.strip()}" for address in settings.bootstrap.split(",")],
+        broker=[f"{transport.SCHEME}://{address.strip()}" for address in settings.bootstrap.split(",")],
         store="rocksdb://" if settings.store == "rocksdb" else "memory://",
         datadir=str(settings.data_dir / "faust"),
         topic_partitions=settings.partitions,
         topic_replication_factor=settings.replication_factor,
         broker_session_timeout=settings.session_timeout_s,
+        broker_commit_interval=settings.commit_interval_s,
         broker_heartbeat_interval=min(3.0, settings.session_timeout_s / 3),
         broker_rebalance_timeout=max(60.0, settings.session_timeout_s * 2),
         consumer_auto_offset_reset="earliest",
