@@ -16,11 +16,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import signal
 import sys
 import urllib.error
 import urllib.parse
 import urllib.request
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import orjson
@@ -122,8 +124,7 @@ def run_migrate(args: argparse.Namespace) -> int:
 
 
 def run_query(args: argparse.Namespace) -> int:
-    from sinks.client import ChdbBusyError, connect
-    from sinks.readonly import READ_ONLY_SETTINGS, ReadOnlyError, check_read_only
+    from sinks.readonly import ReadOnlyError, check_read_only
     from streams.logs import configure_logging
 
     try:
@@ -133,30 +134,40 @@ def run_query(args: argparse.Namespace) -> int:
         return 2
     settings = _settings(args)
     configure_logging(settings.log_format, "WARNING")  # stdout is the result; logs go to stderr
-    fmt = JSON_FORMATS[args.format]
-    via = args.via
-    output: bytes
+    try:
+        with read_only_queries(settings, JSON_FORMATS[args.format], via=args.via) as query:
+            output = query(statement)
+    except Exception as error:  # the command's answer to any failed query: its message, exit 1
+        print(f"journeys query: {error}", file=sys.stderr)
+        return 1
+    sys.stdout.write(render_table(output) if args.format == "table" else output.decode())
+    return 0
+
+
+@contextlib.contextmanager
+def read_only_queries(settings: Settings, fmt: str, via: str | None = None) -> Iterator[Callable[[str], bytes]]:
+    """Yields a function that runs one read-only query and returns its output in ``fmt``.
+
+    It queries ClickHouse directly, or through a writer's ``/query`` endpoint: the one at
+    ``via``, or the local writer's when that writer holds embedded ClickHouse (chdb lets
+    one process open its directory). Unqualified tables are those of
+    ``settings.clickhouse_database``.
+    """
+    from sinks.client import ChdbBusyError, connect
+    from sinks.readonly import READ_ONLY_SETTINGS
+
     if not via:
         try:
             client = connect(settings.dsn, settings.clickhouse_database)
         except ChdbBusyError:
-            via = f"http://127.0.0.1:{settings.writer_port}"  # the writer holds chdb: ask it
+            via = f"http://127.0.0.1:{settings.writer_port}"
         else:
             try:
-                output = bytes(client.raw_query(statement, settings=READ_ONLY_SETTINGS, fmt=fmt))
-            except Exception as error:
-                print(f"journeys query: {error}", file=sys.stderr)
-                return 1
+                yield lambda sql: bytes(client.raw_query(sql, settings=READ_ONLY_SETTINGS, fmt=fmt))
             finally:
                 client.close()
-    if via:
-        try:
-            output = _query_via(via, statement, fmt)
-        except RuntimeError as error:
-            print(f"journeys query: {error}", file=sys.stderr)
-            return 1
-    sys.stdout.write(render_table(output) if args.format == "table" else output.decode())
-    return 0
+            return
+    yield lambda sql: _query_via(via, sql, fmt)
 
 
 def _query_via(base_url: str, statement: str, fmt: str) -> bytes:

@@ -1,33 +1,46 @@
-"""Faust's Kafka transport with one correction: partitions nobody committed are positioned too.
+"""Faust's Kafka transport with two corrections to its consumer.
 
-After every rebalance Faust recovers the tables, then "seeks stream partitions to
-committed offsets". aiokafka's ``seek_to_committed`` only seeks a partition whose
-committed offset is above 0 and leaves the others wherever the fetcher already is.
-The fetcher runs during table recovery, and what it took for stream partitions then is
-thrown away when the flow resumes. For a partition its consumer group never committed
-(a fresh group, or a worker killed before its first commit) those records were skipped
-for good: measured 2 restarts in 10 losing between 15 and 90 records, none after this fix.
+1. **Partitions nobody committed are positioned too.** After every rebalance Faust
+   recovers the tables, then "seeks stream partitions to committed offsets". aiokafka's
+   ``seek_to_committed`` only seeks a partition whose committed offset is above 0 and
+   leaves the others wherever the fetcher already is. The fetcher runs during table
+   recovery, and what it took for stream partitions then is thrown away when the flow
+   resumes. For a partition its consumer group never committed (a fresh group, or a
+   worker killed before its first commit) those records were skipped for good: measured,
+   5 restarts in 21 lost records; none in 18 after this fix. Workers always start from the earliest offset
+   (``consumer_auto_offset_reset``), so such a partition goes back to its beginning; the
+   journey logic is idempotent, and reading a record twice changes nothing.
 
-Workers always start from the earliest offset (``consumer_auto_offset_reset``), so a
-partition without a commit goes back to its beginning; the journey logic is idempotent,
-and reading a record twice changes nothing.
+2. **A rebalance is watched once per fetch, not once per record.** Faust's fetch loop
+   races each record's delivery against ``suspend_flow`` (four futures and an
+   ``asyncio.wait`` per record, about 40 µs, a sixth of a worker's time per event). Here a
+   whole fetch is delivered inside one such race: a rebalance still cancels the delivery
+   wherever it blocks, and the records not delivered are read again after the seek to the
+   committed offsets, as with Faust's loop. Measured with ``bench/throughput.py``: about
+   4,400 events/s before, about 5,500 after.
 
 The app selects this transport by the URL scheme ``journeys+kafka://`` (registered as a
-``faust.transports`` entry point in ``pyproject.toml``).
+``faust.transports`` entry point in ``pyproject.toml``). Both corrections follow
+faust-streaming 0.15's ``Consumer``, hence its pin in ``pyproject.toml``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import asyncio
+from collections.abc import Mapping, Sequence
 
+from faust.transport.consumer import CONSUMER_FETCHING
 from faust.transport.drivers import aiokafka as kafka_driver
-from faust.types import TP
+from faust.types import TP, Message
+from mode import ServiceT
 
 SCHEME = "journeys+kafka"
 
+Fetched = Sequence[tuple[TP, Message]]
+
 
 class Consumer(kafka_driver.Consumer):
-    """Faust's aiokafka consumer, seeking uncommitted stream partitions to their start."""
+    """Faust's aiokafka consumer: uncommitted partitions seek to their start; per-fetch flow checks."""
 
     async def seek_to_committed(self) -> Mapping[TP, int]:
         committed = await super().seek_to_committed()
@@ -35,6 +48,67 @@ class Consumer(kafka_driver.Consumer):
         if uncommitted:
             await self._thread.seek_to_beginning(*uncommitted)
         return committed
+
+    async def _drain_messages(self, fetcher: ServiceT) -> None:
+        consumer_stopped = self._stopped.is_set
+        fetcher_stopped = fetcher._stopped.is_set  # type: ignore[attr-defined]
+        try:
+            while not (consumer_stopped() or fetcher_stopped()):
+                self.diag.set_flag(CONSUMER_FETCHING)
+                fetched = [item async for item in self.getmany(timeout=1.0)]
+                # getmany can return at once many times in a row without giving up the loop.
+                await self.sleep(0)
+                await self._deliver_fetch(fetched)
+                self.diag.unset_flag(CONSUMER_FETCHING)
+        except self.consumer_stopped_errors:
+            if self.transport.app.should_stop:
+                self.log.info("Broker stopped consumer, shutting down...")
+                return
+            raise
+        except asyncio.CancelledError:
+            if self.transport.app.should_stop:
+                self.log.info("Consumer shutting down for user cancel.")
+                return
+            raise
+        except Exception as exc:
+            self.log.exception("Drain messages raised: %r", exc)
+            raise
+        finally:
+            self.diag.unset_flag(CONSUMER_FETCHING)
+
+    async def _deliver_fetch(self, fetched: Fetched) -> None:
+        """Deliver until done or the flow stops; commits every ``broker_commit_every`` acks in between."""
+        remaining = fetched
+        while remaining and not self.should_stop:
+            if self._commit_every is not None and self._n_acked >= self._commit_every:
+                self._n_acked = 0
+                await self.commit()
+            delivery = self._deliver_until_commit_due(remaining)
+            race = await self.wait_first(delivery, self.suspend_flow.wait())
+            if delivery not in race.done:
+                return
+            remaining = race.results[race.done.index(delivery)]
+
+    async def _deliver_until_commit_due(self, fetched: Fetched) -> Fetched:
+        """Hand records to the streams; return the ones left when a commit falls due."""
+        callback = self.callback
+        read_offset = self._read_offset
+        acks_enabled_for = self.app.topics.acks_enabled_for
+        commit_every = self._commit_every
+        for index, (tp, message) in enumerate(fetched):
+            if commit_every is not None and self._n_acked >= commit_every:
+                return fetched[index:]
+            offset = message.offset
+            last_read = read_offset[tp]
+            if last_read is not None and offset < last_read:
+                continue  # already delivered before a seek back: Faust drops these too
+            if last_read and offset - last_read > 1 and acks_enabled_for(message.topic):
+                await self._add_gap(tp, last_read + 1, offset)
+            await callback(message)
+            read_offset[tp] = offset
+            if index % 100 == 99:
+                await asyncio.sleep(0)
+        return ()
 
 
 class Transport(kafka_driver.Transport):

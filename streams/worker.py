@@ -21,6 +21,7 @@ when all its events are in ClickHouse without trusting end offsets.
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 import weakref
 from collections import defaultdict
@@ -28,6 +29,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 import orjson
+from aiokafka.partitioner import murmur2
 
 from streams.config import Settings
 from streams.journey.facts import Fact
@@ -82,10 +84,13 @@ async def drain_changelog_buffer(app: Any) -> None:
         await asyncio.sleep(0.002)
 
 
+@functools.lru_cache(maxsize=1 << 16)
 def patient_partition(patient_key: str, partitions: int) -> int:
-    """Kafka's murmur2 partitioner, so the patient topic is keyed like any Kafka client would."""
-    from aiokafka.partitioner import murmur2
+    """Kafka's murmur2 partitioner, so the patient topic is keyed like any Kafka client would.
 
+    Cached: murmur2 is pure Python in aiokafka, and a patient comes back with every
+    version of every one of their appointments.
+    """
     return (murmur2(patient_key.encode()) & 0x7FFFFFFF) % partitions
 
 

@@ -19,19 +19,6 @@ from datetime import datetime
 from streams.config import Settings, load_settings
 
 
-def scalar_query(settings: Settings) -> Callable[[str], str]:
-    """Runs a one-value query: directly, or through the writer when it holds embedded ClickHouse."""
-    from sinks.client import ChdbBusyError, connect
-    from sinks.commands import _query_via
-
-    try:
-        client = connect(settings.dsn)
-    except ChdbBusyError:
-        writer = f"http://127.0.0.1:{settings.writer_port}"
-        return lambda sql: _query_via(writer, sql, "TabSeparated").decode().strip()
-    return lambda sql: str(client.command(sql))
-
-
 def sync(settings: Settings, query: Callable[[str], str], final: bool, end_ms: int | None, timeout: float) -> str:
     """Send one marker and wait for all its acknowledgements; returns the marker id."""
     from sinks.migrate import quote_database
@@ -46,20 +33,24 @@ def sync(settings: Settings, query: Callable[[str], str], final: bool, end_ms: i
 
 
 def run(args: argparse.Namespace) -> int:
+    from sinks.commands import read_only_queries
     from sinks.migrate import quote_database
     from streams.journey.facts import epoch_ms
 
     settings = load_settings(bootstrap=args.bootstrap, clickhouse_dsn=args.clickhouse)
-    query = scalar_query(settings)
     end_ms = epoch_ms(datetime.fromisoformat(args.end)) if args.end else None
-    if args.final and end_ms is None:
-        # The end of input is the latest event of all partitions; no single worker knows it
-        # until everything is in, so first wait for everything, then read it.
-        sync(settings, query, final=False, end_ms=None, timeout=args.timeout)
-        latest = query(f"SELECT toUnixTimestamp64Milli(max(occurred_at)) "
-                       f"FROM {quote_database(settings.clickhouse_database)}.events")
-        end_ms = int(latest) if latest and latest != "\\N" else None
-    marker_id = sync(settings, query, args.final, end_ms, args.timeout)
+    with read_only_queries(settings, "TabSeparated") as query:
+        def scalar(sql: str) -> str:
+            return query(sql).decode().strip()
+
+        if args.final and end_ms is None:
+            # The end of input is the latest event of all partitions; no single worker knows it
+            # until everything is in, so first wait for everything, then read it.
+            sync(settings, scalar, final=False, end_ms=None, timeout=args.timeout)
+            latest = scalar(f"SELECT toUnixTimestamp64Milli(max(occurred_at)) "
+                            f"FROM {quote_database(settings.clickhouse_database)}.events")
+            end_ms = int(latest) if latest and latest != "\\N" else None
+        marker_id = sync(settings, scalar, args.final, end_ms, args.timeout)
     print(f"caught up: marker {marker_id} acknowledged by every partition")
     return 0
 
