@@ -9,6 +9,10 @@
 3. runs the same events through the transport-free journey logic (offline pipeline)
    to show where the time goes (edge decode, journey logic, Kafka and Faust), and
    prints the state bytes per open appointment.
+
+With ``--profile FILE`` (py-spy, ``pip install -e ".[bench]"``) it records the worker
+and prints the share of its time per part (journey agent, asyncio loop, producing,
+Faust's machinery, fetching, idle) and the hottest functions.
 """
 
 from __future__ import annotations
@@ -49,10 +53,23 @@ def peak_rss_mb(pid: int) -> float:
     return float("nan")
 
 
+# Where a worker's time goes: the first rule matching the sampled frame's file wins.
+TIME_SHARES = (
+    ("journey agent: decode, journey logic, rows", ("(streams/", "(schemas/", "(pydantic")),
+    ("producing outputs and changelog writes", ("aiokafka/producer", "aiokafka/partitioner", "faust/topics.py",
+                                                "faust/transport/producer.py", "Producer.send (faust/")),
+    ("fetching (aiokafka)", ("aiokafka/",)),
+    ("Faust and mode per-message machinery", ("faust/", "mode/")),
+    ("asyncio event loop", ("asyncio/",)),
+    ("idle (waiting in epoll)", ("selectors.py",)),
+)
+
+
 def hotspots(raw_profile: Path, top: int = 15) -> str:
-    """Share of samples per function, self and inclusive, from py-spy's raw output."""
+    """Shares of py-spy's samples (raw output): by part of the worker, then per function, self and inclusive."""
     own: Counter[str] = Counter()
     inclusive: Counter[str] = Counter()
+    shares: Counter[str] = Counter()
     total = 0
     for line in raw_profile.read_text().splitlines():
         stack, _, count = line.rpartition(" ")
@@ -62,7 +79,10 @@ def hotspots(raw_profile: Path, top: int = 15) -> str:
         total += samples
         own[frames[-1]] += samples
         inclusive.update(dict.fromkeys(frames, samples))
-    lines = [f"{100 * n / total:5.1f}% self  {name}" for name, n in own.most_common(top)]
+        part = next((name for name, marks in TIME_SHARES if any(mark in frames[-1] for mark in marks)), "other")
+        shares[part] += samples
+    lines = [f"{100 * n / total:5.1f}% of the worker: {name}" for name, n in shares.most_common()]
+    lines += [f"{100 * n / total:5.1f}% self  {name}" for name, n in own.most_common(top)]
     lines += [f"{100 * n / total:5.1f}% total {name}" for name, n in inclusive.most_common(top * 4)
               if "streams/" in name or "faust/" in name][:top]
     return "\n".join(lines)
