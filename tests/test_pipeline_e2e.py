@@ -161,6 +161,25 @@ def test_two_workers_give_the_same_result_as_one(broker, isolated_settings):
         assert_matches_truth(pipeline, simulation)
 
 
+def test_a_worker_joining_mid_stream_changes_nothing(broker, isolated_settings):
+    """A second worker joins while input flows: partitions move between workers mid-stream."""
+    simulation = simulate(SimulationConfig(seed=29, days=3, sites=2, **DISORDERED))
+    lines = lines_of(simulation)
+    # One record per producer batch: see the kill -9 test (the joining worker recovers tables).
+    with LocalPipeline(isolated_settings(producer_max_batch_size=1), bootstrap=broker.bootstrap) as pipeline:
+        counts = [pipeline.feed(lines[: len(lines) // 4], progress=False)]
+        pipeline.start_worker(wait=False)
+        rest = lines[len(lines) // 4:]
+        chunk = len(rest) // 30 + 1
+        for start in range(0, len(rest), chunk):  # about 10 s of input while the group rebalances
+            counts.append(pipeline.feed(rest[start: start + chunk], progress=False))
+            time.sleep(0.33)
+        end = max(c.max_occurred_ms or 0 for c in counts)
+        pipeline.wait_until_processed(final=True, end_ms=end, progress=False)
+        assert_matches_truth(pipeline, simulation)
+        assert all(worker.metrics().get("journeys_events_valid_total", 0) > 0 for worker in pipeline.workers)
+
+
 def test_rocksdb_state_store_gives_the_same_result(broker, isolated_settings):
     """Production keeps journey state in RocksDB (rocksdict) instead of memory."""
     simulation = simulate(SimulationConfig(seed=17, days=2, sites=2, **DISORDERED))
