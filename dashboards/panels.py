@@ -56,7 +56,7 @@ SITE_FILTERS = (
     " AND $__conditionalAll(department IN (${department:singlequote}), $department)"
 )
 
-PanelT = TypeVar("PanelT", stat.Panel, table.Panel)
+PanelT = TypeVar("PanelT", stat.Panel, table.Panel, timeseries.Panel, barchart.Panel)
 
 
 def sql(text: str) -> str:
@@ -87,6 +87,19 @@ def _thresholds(steps: Sequence[tuple[float | None, str]]) -> dashboard.Threshol
 GOOD: Sequence[tuple[float | None, str]] = [(None, "green")]
 
 
+def _panel(panel: PanelT, title: str, description: str, query: str, fmt: Format, width: int, height: int) -> PanelT:
+    """What every panel has: a checked title and description, the ClickHouse query, a size."""
+    _checked(title, description)
+    return (
+        panel.title(title)
+        .description(description)
+        .datasource(datasource_ref())
+        .with_target(ClickHouseQueryBuilder(query, fmt))
+        .span(width)
+        .height(height)
+    )
+
+
 def stat_panel(
     title: str,
     description: str,
@@ -100,16 +113,9 @@ def stat_panel(
     height: int = 4,
 ) -> stat.Panel:
     """A big number (one row, numeric columns); colour from ``thresholds``, ``units`` per column."""
-    _checked(title, description)
     panel = (
-        stat.Panel()
-        .title(title)
-        .description(description)
-        .datasource(datasource_ref())
-        .with_target(ClickHouseQueryBuilder(query, Format.TABLE))
+        _panel(stat.Panel(), title, description, query, Format.TABLE, width, height)
         .unit(unit)
-        .span(width)
-        .height(height)
         .graph_mode(common_models.BigValueGraphMode.NONE)
         .color_mode(common_models.BigValueColorMode.VALUE)
         .reduce_options(common.ReduceDataOptions().calcs(["lastNotNull"]).values(False))
@@ -131,16 +137,9 @@ def timeseries_panel(
     height: int = 8,
 ) -> timeseries.Panel:
     """A time series (``time`` column first); ``min_interval`` floors ``$__timeInterval``."""
-    _checked(title, description)
     panel = (
-        timeseries.Panel()
-        .title(title)
-        .description(description)
-        .datasource(datasource_ref())
-        .with_target(ClickHouseQueryBuilder(query, Format.TIME_SERIES))
+        _panel(timeseries.Panel(), title, description, query, Format.TIME_SERIES, width, height)
         .unit(unit)
-        .span(width)
-        .height(height)
         .line_width(2)
         .fill_opacity(12)
         .span_nulls(False)
@@ -169,16 +168,9 @@ def bar_panel(
     height: int = 8,
 ) -> barchart.Panel:
     """Bars per category: ``x_field`` is the first (string) column, the others are numbers."""
-    _checked(title, description)
     panel = (
-        barchart.Panel()
-        .title(title)
-        .description(description)
-        .datasource(datasource_ref())
-        .with_target(ClickHouseQueryBuilder(query, Format.TABLE))
+        _panel(barchart.Panel(), title, description, query, Format.TABLE, width, height)
         .unit(unit)
-        .span(width)
-        .height(height)
         .x_field(x_field)
         .show_value(common_models.VisibilityMode.AUTO)
         .fill_opacity(80)
@@ -203,15 +195,8 @@ def table_panel(
     height: int = 8,
 ) -> table.Panel:
     """A table; ``units`` sets a unit per column name (e.g. ``{"Median delay": "m"}``)."""
-    _checked(title, description)
     panel = (
-        table.Panel()
-        .title(title)
-        .description(description)
-        .datasource(datasource_ref())
-        .with_target(ClickHouseQueryBuilder(query, Format.TABLE))
-        .span(width)
-        .height(height)
+        _panel(table.Panel(), title, description, query, Format.TABLE, width, height)
         .cell_height(common_models.TableCellHeight.SM)
         .filterable(False)
     )
