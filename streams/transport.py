@@ -66,6 +66,7 @@ class Consumer(kafka_driver.Consumer):
 
     async def perform_seek(self) -> None:
         self.seeking = True
+        self._refetched_from.clear()  # positions from before this seek say nothing about gaps after it
         try:
             await super().perform_seek()
             # Faust records the committed offset, the next one to read, as the last one

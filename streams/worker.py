@@ -29,7 +29,6 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 import orjson
-from aiokafka.partitioner import murmur2
 
 from streams.config import Settings
 from streams.journey.facts import Fact
@@ -91,6 +90,8 @@ def patient_partition(patient_key: str, partitions: int) -> int:
     Cached: murmur2 is pure Python in aiokafka, and a patient comes back with every
     version of every one of their appointments.
     """
+    from aiokafka.partitioner import murmur2
+
     return (murmur2(patient_key.encode()) & 0x7FFFFFFF) % partitions
 
 
