@@ -21,20 +21,20 @@ import argparse
 import signal
 import subprocess
 import sys
-from collections import Counter
 import tempfile
 import time
+from collections import Counter
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from runtime.config import load_settings  # noqa: E402
+from simulator import SimulationConfig, simulate  # noqa: E402
+from streams.assemble import offline_pipeline  # noqa: E402
 from streams.broker import LocalBroker  # noqa: E402
-from streams.commands.worker import check_topics  # noqa: E402
-from streams.config import load_settings  # noqa: E402
-from streams.journey.offline import OfflinePipeline  # noqa: E402
 from streams.pipeline import WorkerProcess  # noqa: E402
 from streams.produce import produce_events  # noqa: E402
-from streams.simulator import SimulationConfig, simulate  # noqa: E402
+from streams.topics import ensure_pipeline_topics  # noqa: E402
 
 
 def simulated_lines(events: int, seed: int) -> list[bytes]:
@@ -101,7 +101,7 @@ def main() -> int:
     print(f"simulated {len(lines)} events")
 
     started = time.perf_counter()
-    offline = OfflinePipeline.from_settings(load_settings(batch_size=args.batch_size))
+    offline = offline_pipeline(load_settings(batch_size=args.batch_size))
     result = offline.run(lines)
     logic_s = time.perf_counter() - started
     open_states = offline.journey_store
@@ -113,7 +113,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as run_dir, LocalBroker(topics=(), partitions=args.partitions) as broker:
         settings = load_settings(bootstrap=broker.bootstrap, partitions=args.partitions, session_timeout_s=3.0,
                                  batch_size=args.batch_size)
-        check_topics(settings)
+        ensure_pipeline_topics(settings)
         produce_events(lines, broker.bootstrap, settings.topics, progress=False)
         worker = WorkerProcess(settings, broker.bootstrap, Path(run_dir), 0)
         try:

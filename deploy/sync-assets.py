@@ -8,7 +8,7 @@ live elsewhere in the repository are copied in, and the copies are committed:
   ``deploy/kubernetes/base/dashboards/kustomization.yaml`` with one ConfigMap per
   dashboard, labelled ``grafana_dashboard: "1"`` for the Grafana dashboards sidecar
   (one ConfigMap each keeps every object far below the 1 MiB object limit);
-- ``streams/journey/friction_rules.yaml`` -> ``deploy/kubernetes/base/config/friction-rules.yaml``
+- ``journey/friction_rules.yaml`` -> ``deploy/kubernetes/base/config/friction-rules.yaml``
   (the default friction rules, mounted into the worker).
 
 Run it after changing a dashboard or the default rules::
@@ -23,14 +23,13 @@ from __future__ import annotations
 
 import argparse
 import re
-import shutil
 import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 DASHBOARDS_SRC = REPO / "dashboards" / "generated"
 DASHBOARDS_DST = REPO / "deploy" / "kubernetes" / "base" / "dashboards"
-RULES_SRC = REPO / "streams" / "journey" / "friction_rules.yaml"
+RULES_SRC = REPO / "journey" / "friction_rules.yaml"
 RULES_DST = REPO / "deploy" / "kubernetes" / "base" / "config" / "friction-rules.yaml"
 
 DASHBOARD_LABEL = "grafana_dashboard"

@@ -163,7 +163,7 @@ def family_schema(family: Family) -> dict[str, Any]:
     """
     event_types = EVENT_TYPES_BY_FAMILY[family]
     models = tuple(MODEL_BY_TYPE[t] for t in event_types)
-    adapter: TypeAdapter[Any] = TypeAdapter(Annotated[Union[models], Field(discriminator="event_type")])  # type: ignore[valid-type]
+    adapter: TypeAdapter[Any] = TypeAdapter(Annotated[Union[models], Field(discriminator="event_type")])  # type: ignore[valid-type,arg-type]
     generated = adapter.json_schema(ref_template="#/$defs/{model}")
     _decorate(generated)
     definitions: dict[str, Any] = generated["$defs"]

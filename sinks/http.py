@@ -20,8 +20,8 @@ from typing import TYPE_CHECKING
 
 from aiohttp import web
 
+from runtime.logs import get_logger
 from sinks.readonly import ReadOnlyError, check_read_only
-from streams.logs import get_logger
 
 if TYPE_CHECKING:
     from sinks.writer import SinkWriter
@@ -55,8 +55,8 @@ class WriterHttp:
         await self._runner.setup()
         site = web.TCPSite(self._runner, self._host, self._port)
         await site.start()
-        sockets = getattr(site._server, "sockets", None) or []
-        self.port = sockets[0].getsockname()[1] if sockets else self._port
+        addresses = self._runner.addresses  # (host, port, ...) of each bound socket
+        self.port = int(addresses[0][1]) if addresses else self._port
         log.info("writer_http_listening", host=self._host, port=self.port)
 
     async def stop(self) -> None:

@@ -9,7 +9,7 @@ writers starting together) do no harm either.
 
 >>> import tempfile
 >>> from sinks.client import connect
->>> from streams.logs import configure_logging
+>>> from runtime.logs import configure_logging
 >>> configure_logging("console", "WARNING")
 >>> client = connect(f"chdb://{tempfile.mkdtemp()}/ch")
 >>> [m.version for m in migrate(client, "doctest_db")]
@@ -29,7 +29,7 @@ from pathlib import Path
 
 from clickhouse_connect.driver.client import Client
 
-from streams.logs import get_logger
+from runtime.logs import get_logger
 
 MIGRATIONS_DIR = Path(__file__).with_name("migrations")
 _FILE_RE = re.compile(r"^(\d{4})_([A-Za-z0-9_]+)\.sql$")

@@ -8,7 +8,7 @@ tests, backfills and dashboards can load rows with it directly:
 >>> import tempfile
 >>> from sinks.client import connect
 >>> from sinks.migrate import migrate
->>> from streams.logs import configure_logging
+>>> from runtime.logs import configure_logging
 >>> configure_logging("console", "WARNING")
 >>> client = connect(f"chdb://{tempfile.mkdtemp()}/ch")
 >>> _ = migrate(client, "demo")
@@ -32,10 +32,10 @@ from typing import Any
 
 from clickhouse_connect.driver.client import Client
 
+from runtime.logs import get_logger
 from sinks import site_hourly
 from sinks.migrate import quote_database
 from sinks.tables import Prepared, TableSchema, load_schemas
-from streams.logs import get_logger
 
 MARKERS_TABLE = "pipeline_markers"
 JOURNEYS_TABLE = "appointment_journeys"
@@ -103,10 +103,6 @@ class RowWriter:
             self._insert(MARKERS_TABLE, marker_rows)
             counts[MARKERS_TABLE] = marker_rows.row_count
         return counts
-
-    def refresh_schemas(self) -> None:
-        """Forget the cached table columns (after a migration in this process)."""
-        self._schemas = {}
 
     # -- steps -------------------------------------------------------------------------
 

@@ -20,9 +20,9 @@ from typing import NamedTuple
 
 from clickhouse_connect.driver.client import Client
 
+from schemas.timestamps import HOUR_MS
 from sinks.migrate import quote_database
 
-HOUR_MS = 3_600_000
 _CHUNK = 5_000  # buckets / ids per statement: keeps parameters well under HTTP limits
 
 

@@ -25,7 +25,7 @@ writers in one consumer group. Embedding (``journeys replay`` / ``demo``)::
     writer = SinkWriter(WriterConfig.from_settings(settings, port=None))
     task = asyncio.create_task(writer.run())
     ...
-    await wait_for_marker_async(client, settings.clickhouse_database, marker_id, expected, timeout=120)
+    ...  # streams.markers.wait_for_marker(lambda: marker_rows(client, database, marker_id), ...)
     await writer.stop()
 """
 
@@ -47,14 +47,14 @@ from aiokafka.abc import ConsumerRebalanceListener
 from aiokafka.errors import KafkaError
 from clickhouse_connect.driver.client import Client
 
+from runtime.config import Settings
+from runtime.logs import get_logger
 from sinks.client import ChdbBusyError, DsnError, connect, redact_dsn
 from sinks.http import WriterHttp
 from sinks.metrics import WriterMetrics
 from sinks.migrate import migrate
 from sinks.readonly import READ_ONLY_SETTINGS
 from sinks.rows import RowWriter, with_output_partition
-from streams.config import Settings
-from streams.logs import get_logger
 
 log = get_logger("sinks.writer")
 T = TypeVar("T")
@@ -105,10 +105,10 @@ class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
         self._writer = writer
 
     async def on_partitions_revoked(self, revoked: Any) -> None:
-        await self._writer._on_revoked(set(revoked))
+        await self._writer.on_revoked(set(revoked))
 
     async def on_partitions_assigned(self, assigned: Any) -> None:
-        self._writer._on_assigned(set(assigned))
+        self._writer.on_assigned(set(assigned))
 
 
 class SinkWriter:
@@ -426,7 +426,7 @@ class SinkWriter:
                 return
             await asyncio.sleep(max(0.0, min(self._retry_at, deadline) - time.monotonic()))
 
-    async def _on_revoked(self, revoked: set[TopicPartition]) -> None:
+    async def on_revoked(self, revoked: set[TopicPartition]) -> None:
         # Hand partitions over clean: write and commit what we hold. If ClickHouse is
         # down, drop the batch uncommitted: the next owner gets those records again.
         if self._inflight is not None:
@@ -442,7 +442,7 @@ class SinkWriter:
         self._paused = False  # a new assignment starts unpaused
         log.info("partitions_revoked", partitions=len(revoked))
 
-    def _on_assigned(self, assigned: set[TopicPartition]) -> None:
+    def on_assigned(self, assigned: set[TopicPartition]) -> None:
         self.metrics.assigned_partitions = len(assigned)
         self._paused = False
         log.info("partitions_assigned", partitions=sorted(tp.partition for tp in assigned))

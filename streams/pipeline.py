@@ -22,23 +22,22 @@ import tempfile
 import threading
 import time
 import urllib.request
-import uuid
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import orjson
 
+from runtime.children import die_with_parent
+from runtime.config import Settings
+from runtime.logs import get_logger
 from schemas.decode import Rejected, decode
+from schemas.timestamps import epoch_ms
 from streams.broker import LocalBroker, free_port
-from streams.children import die_with_parent
-from streams.commands.worker import changelog_topics, check_topics
-from streams.config import Settings
-from streams.journey.facts import epoch_ms
-from streams.logs import get_logger
-from streams.worker import MARKER_HEADER, marker_value
+from streams.markers import expected_marker_rows, new_marker_id, send_markers, wait_for_marker
+from streams.topics import changelog_topics, ensure_pipeline_topics
 
 log = get_logger("streams.pipeline")
 
@@ -62,49 +61,6 @@ class FeedCounts:
         return sum(self.invalid.values())
 
 
-def expected_marker_rows(settings: Settings) -> int:
-    """Journey acks: input partitions x output partitions; patient acks: x patient partitions too."""
-    inputs = len(settings.input_topics) * settings.partitions
-    return inputs * settings.partitions + inputs * settings.partitions * settings.partitions
-
-
-def new_marker_id() -> str:
-    return f"marker-{uuid.uuid4().hex[:12]}"
-
-
-def send_markers(settings: Settings, bootstrap: str, marker_id: str, final: bool, end_ms: int | None) -> None:
-    """An end-of-input marker to every partition of every input topic.
-
-    ``final``: the end of input is final (the watermark jumps to ``end_ms``, or to the
-    latest event a worker saw when ``end_ms`` is None) so no-shows up to it are decided.
-    """
-    from streams.produce import EventProducer
-
-    with EventProducer(bootstrap, settings.topics, settings.topic_deadletter) as producer:
-        for topic in settings.input_topics:
-            for partition in range(settings.partitions):
-                producer.send_raw(topic, partition, b"__marker__", marker_value(marker_id, final, end_ms),
-                                  [(MARKER_HEADER, marker_id.encode())])
-        producer.flush()
-
-
-def wait_for_marker(acknowledgements: Callable[[], int], expected: int, timeout: float, progress: bool) -> None:
-    """Block until ``acknowledgements()`` (the marker's rows in ClickHouse) reaches ``expected``."""
-    deadline = time.monotonic() + timeout
-    shown = -1
-    while True:
-        seen = acknowledgements()
-        if progress and seen != shown:
-            print(f"waiting for the pipeline: {seen}/{expected} end-of-input acknowledgements in ClickHouse",
-                  file=sys.stderr, flush=True)
-            shown = seen
-        if seen >= expected:
-            return
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"pipeline not caught up after {timeout:g} s: {seen}/{expected} acknowledgements")
-        time.sleep(0.3)
-
-
 class WorkerProcess:
     """``journeys worker`` as a child process with its own data directory and web port."""
 
@@ -122,7 +78,7 @@ class WorkerProcess:
         self.expected_exit: tuple[int, ...] = ()
         self._log = self.log_path.open("wb")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "streams.cli", "worker"], env=env, stdout=self._log, stderr=subprocess.STDOUT,
+            [sys.executable, "-m", "cli.main", "worker"], env=env, stdout=self._log, stderr=subprocess.STDOUT,
             preexec_fn=die_with_parent,
         )
 
@@ -247,7 +203,7 @@ class LocalPipeline:
             self.broker = LocalBroker(port=self._broker_port, topics=(), partitions=settings.partitions).start()
             self.bootstrap = self.broker.bootstrap
         settings = self.settings = settings.model_copy(update={"bootstrap": self.bootstrap})
-        check_topics(settings)
+        ensure_pipeline_topics(settings)
         log.info("topics_ready", bootstrap=self.bootstrap, partitions=settings.partitions,
                  changelogs=changelog_topics(settings))
         self.client = connect(settings.dsn)

@@ -32,10 +32,10 @@ from typing import Any
 import orjson
 from pydantic import BaseModel
 
+from runtime.logs import get_logger
 from schemas.decode import Rejected
 from schemas.eventfile import route
 from schemas.events import DEFAULT_DEADLETTER_TOPIC, DEFAULT_TOPICS, Family
-from streams.logs import get_logger
 
 log = get_logger(__name__)
 

@@ -1,4 +1,18 @@
-"""Faust's Kafka transport with three corrections to its consumer.
+"""Every touch of Faust's and aiokafka's private API, in one module, behind a version guard.
+
+Faust is the transport and state store around the pure journey logic; where its
+public API does not do what the pipeline needs, this module reaches inside, and
+nothing else in the project does. The guard below refuses any faust-streaming other
+than the 0.15 series these overrides were written against (``pyproject.toml`` pins it).
+
+Table writes (:func:`write_tables_as`, :func:`drain_changelog_buffer`):
+
+- a batch holds events of several partitions, and Faust's tables find the partition
+  of a write through the *current event*: it is set per partition, in this task only;
+- Faust's pre-commit flush gives up on the changelog buffer after 0.1 s, so the batch
+  waits for the buffer to drain before its events are acknowledged.
+
+The Kafka consumer, with three corrections:
 
 1. **Partitions nobody committed are positioned too.** After every rebalance Faust
    recovers the tables, then "seeks stream partitions to committed offsets". aiokafka's
@@ -40,15 +54,51 @@ faust-streaming 0.15's ``Consumer``, hence its pin in ``pyproject.toml``.
 from __future__ import annotations
 
 import asyncio
+import weakref
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import faust
 from faust.transport.consumer import CONSUMER_FETCHING
 from faust.transport.drivers import aiokafka as kafka_driver
 from faust.types import TP, Message
 from mode import ServiceT
 
 SCHEME = "journeys+kafka"
+SUPPORTED_FAUST = "0.15."
+
+if not faust.__version__.startswith(SUPPORTED_FAUST):
+    raise ImportError(
+        f"faust-streaming {faust.__version__} is installed; streams.transport overrides private parts of "
+        f"faust-streaming {SUPPORTED_FAUST}x only: install 'faust-streaming>=0.15,<0.16'"
+    )
+
+
+def write_tables_as(event: Any) -> None:
+    """Make Faust's tables write to the changelog partition (and store) of ``event``.
+
+    Only this task's context variable is set: ``Stream._set_current_event`` would also
+    overwrite the stream's attribute that ``take_events`` reads to pair the next buffered
+    value with its event, silently swapping a new message for an old one.
+    """
+    from faust.streams import _current_event
+
+    _current_event.set(weakref.ref(event))
+
+
+async def drain_changelog_buffer(app: Any) -> None:
+    """Wait until every table write of the batch is handed to the Kafka producer.
+
+    Faust queues changelog writes in a buffer that a background task drains, and its
+    pre-commit ``flush`` gives up after 0.1 s without progress, so offsets could be
+    committed for events whose new state never reached the changelog (measured: a fact
+    lost after kill -9). Draining here, before the batch's events are acknowledged,
+    keeps at-least-once true: the commit's own producer flush then waits for the
+    broker's acknowledgements.
+    """
+    buffer = app.producer.buffer
+    while buffer.size:
+        await asyncio.sleep(0.002)
 
 Fetched = Sequence[tuple[TP, Message]]
 

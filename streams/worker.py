@@ -1,86 +1,43 @@
 """The Faust application: transport and state store around the pure journey logic.
 
-Two agents:
+Two agents, each a named callback of :class:`JourneyWorker`:
 
 - ``journeys`` reads the four family topics (co-partitioned, keyed by
-  ``appointment_id``) in batches (``stream.take_events``), validates at the edge
-  (invalid messages go to the dead-letter topic with their origin), applies each
-  appointment's new facts to its state in the ``journey_state`` table (one read and one
-  changelog write per touched appointment per batch) and publishes the new versions'
-  rows to the output topic, and each appointment's latest version to the
-  patient-updates topic, partitioned by pseudonymous patient key.
-- ``patients`` folds those updates into the ``patient_state`` table and publishes the
-  per-patient rows.
+  ``appointment_id``) in batches (``stream.take_events``) and hands each batch to the
+  core's :class:`journey.batch.JourneyStep` with the ``journey_state`` table as store
+  (one read and one changelog write per touched appointment per batch). Invalid
+  messages go to the dead-letter topic with their origin; rows to the output topic;
+  each appointment's latest version to the patient-updates topic, partitioned by
+  pseudonymous patient key.
+- ``patients`` folds those updates into the ``patient_state`` table
+  (:class:`journey.batch.PatientStep`) and publishes the per-patient rows.
 
-End-of-input markers (a message with the ``journeys-marker`` header on every
-partition of every input topic) flow through both agents: each partition's marker is
-acknowledged on every output partition after everything before it, so a client knows
-when all its events are in ClickHouse without trusting end offsets.
+End-of-input markers (:mod:`streams.markers`) flow through both agents: each input
+partition's marker is acknowledged on every output partition after everything before it.
+Faust's private API is touched only in :mod:`streams.transport`.
 """
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import time
-import weakref
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from typing import Any
 
 import orjson
 
-from streams.config import Settings
-from streams.journey.facts import Fact
-from streams.journey.ingest import Accepted, Edge
-from streams.journey.offline import edge_from, journey_processor_from
-from streams.journey.processor import JourneyProcessor, PatientProcessor
-from streams.logs import get_logger
+from journey.batch import JourneyStep, PatientStep, Record, StepOutput
+from journey.processor import JourneyProcessor, PatientProcessor
+from runtime.config import Settings
+from runtime.logs import get_logger
+from streams.assemble import edge_from, journey_processor_from
+from streams.markers import acknowledgement, decode_marker, is_marker
+from streams.transport import SCHEME, drain_changelog_buffer, write_tables_as
 
-MARKER_HEADER = "journeys-marker"
 MAX_OUTPUT_BYTES = 512 * 1024
 
 log = get_logger("streams.worker")
-
-
-def is_marker(headers: Any) -> bool:
-    if not headers:
-        return False
-    items = headers.items() if hasattr(headers, "items") else headers
-    return any(key == MARKER_HEADER for key, _ in items)
-
-
-def marker_value(marker_id: str, final: bool, end_ms: int | None) -> bytes:
-    return orjson.dumps({"marker_id": marker_id, "final": final, "end_ms": end_ms})
-
-
-def write_tables_as(event: Any) -> None:
-    """Make Faust's tables write to the changelog partition (and store) of ``event``.
-
-    A batch holds events of several partitions; Faust's tables find the partition of a
-    write through the *current event*. Only this task's context variable is set:
-    ``Stream._set_current_event`` would also overwrite the stream's attribute that
-    ``take_events`` reads to pair the next buffered value with its event, silently
-    swapping a new message for an old one.
-    """
-    from faust.streams import _current_event
-
-    _current_event.set(weakref.ref(event))
-
-
-async def drain_changelog_buffer(app: Any) -> None:
-    """Wait until every table write of the batch is handed to the Kafka producer.
-
-    Faust queues changelog writes in a buffer that a background task drains, and its
-    pre-commit ``flush`` gives up after 0.1 s without progress, so offsets could be
-    committed for events whose new state never reached the changelog (measured: a fact
-    lost after kill -9). Draining here, before the batch's events are acknowledged,
-    keeps at-least-once true: the commit's own producer flush then waits for the
-    broker's acknowledgements.
-    """
-    buffer = app.producer.buffer
-    while buffer.size:
-        await asyncio.sleep(0.002)
 
 
 @functools.lru_cache(maxsize=1 << 16)
@@ -148,17 +105,168 @@ class Stats:
         return "\n".join(lines) + "\n"
 
 
+class JourneyWorker:
+    """The stream worker's state and callbacks; :func:`create_app` wires them to Faust.
+
+    ``app`` gives the topics and tables (``output``, ``deadletter``, ``patient_updates``,
+    ``journey_table``, ``patient_table``) once :meth:`bind` has run.
+    """
+
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self.partitions = settings.partitions
+        self.journeys = journey_processor_from(settings)
+        self.step = JourneyStep(edge_from(settings), self.journeys,
+                                lambda key: patient_partition(key, settings.partitions))
+        self.patients = PatientStep(PatientProcessor())
+        self.stats = Stats()
+        # Timers live in memory: after a rebalance each stage rebuilds them from its table.
+        self.rebuild_timers = {"journeys": True, "patients": True}
+
+    def bind(self, app: Any, output: Any, deadletter: Any, patient_updates: Any, journey_table: Any,
+             patient_table: Any) -> None:
+        self.app, self.output, self.deadletter, self.patient_updates = app, output, deadletter, patient_updates
+        self.journey_table, self.patient_table = journey_table, patient_table
+
+    # -- callbacks ----------------------------------------------------------------------
+
+    def on_rebalance(self) -> None:
+        self.rebuild_timers["journeys"] = self.rebuild_timers["patients"] = True
+
+    async def on_journey_batch(self, events: Sequence[Any]) -> None:
+        """Input events in offset order; a marker splits the batch where it stands."""
+        if self.rebuild_timers["journeys"]:
+            self.rebuild_timers["journeys"] = False
+            count = self.journeys.reschedule(self.journey_table, self._assigned(self.settings.input_topics))
+            log.info("timers_rebuilt", stage="journey", journeys=count)
+        segment: list[Any] = []
+        for event in events:
+            if is_marker(event.message.headers):
+                await self._journey_segment(segment)
+                segment = []
+                await self._journey_marker(event)
+            else:
+                segment.append(event)
+        if segment:
+            await self._journey_segment(segment)
+        await drain_changelog_buffer(self.app)
+        self.stats.counters["batches"] += 1
+
+    async def on_patient_batch(self, events: Sequence[Any]) -> None:
+        if self.rebuild_timers["patients"]:
+            self.rebuild_timers["patients"] = False
+            count = self.patients.patients.reschedule(self.patient_table,
+                                                      self._assigned([self.settings.topic_patient_updates]))
+            log.info("timers_rebuilt", stage="patient", patients=count)
+        updates: dict[int, dict[str, list[dict[str, Any]]]] = defaultdict(lambda: defaultdict(list))
+        last_event: dict[int, Any] = {}
+        markers: list[tuple[int, dict[str, Any]]] = []
+        for event in events:
+            body = orjson.loads(event.message.value)
+            partition = event.message.partition
+            last_event[partition] = event
+            for update in body["updates"]:
+                updates[partition][update["patient_key"]].append(update)
+            if "marker" in body:
+                markers.append((partition, body["marker"]))
+        for _, marker in markers:
+            if marker.get("final"):
+                self.patients.patients.watermark.finish(marker["watermark_ms"])
+
+        def store_for(partition: int) -> Any:
+            write_tables_as(last_event[partition])
+            return self.patient_table
+
+        out = self.patients.run(updates, store_for, partitions=last_event)
+        self.stats.counters["patient_versions"] += out.versions
+        buffer = OutputBuffer()
+        for bundle in out.bundles:
+            buffer.add(bundle)
+        await self._publish(buffer)
+        await drain_changelog_buffer(self.app)
+        for partition, marker in markers:
+            await self._acknowledge("patient", marker, marker["origin"], partition)
+
+    # -- journey stage ---------------------------------------------------------------------
+
+    async def _journey_segment(self, events: list[Any]) -> None:
+        last_event: dict[int, Any] = {}
+        records = []
+        for event in events:
+            message = event.message
+            last_event[message.partition] = event
+            records.append(Record(message.value, message.topic, message.partition, message.offset, message.key))
+
+        def store_for(partition: int) -> Any:
+            write_tables_as(last_event[partition])
+            return self.journey_table
+
+        out = self.step.run(records, store_for, received_ms=int(time.time() * 1000))
+        for record, dead in out.dead:
+            await self.deadletter.send(key=record.key, value=record.value, headers=[
+                ("reason", dead.reason.encode()), ("detail", dead.detail.encode()),
+                ("origin_topic", (record.topic or "").encode()), ("origin_partition", str(record.partition).encode()),
+                ("origin_offset", str(record.offset).encode()),
+            ])
+        self.stats.counters["events_valid"] += out.valid
+        self.stats.counters["events_dead_lettered"] += len(out.dead)
+        await self._send(out)
+
+    async def _journey_marker(self, event: Any) -> None:
+        marker = decode_marker(event.message.value)
+        if marker.get("final"):
+            # Without an end time from the sender, the end is the latest event this worker saw.
+            end = marker.get("end_ms")
+            self.journeys.watermark.finish(self.journeys.watermark.max_seen_ms if end is None else end)
+        write_tables_as(event)
+        topic, partition = event.message.topic, event.message.partition
+        out = self.step.fire(partition, self.journey_table)
+        await self._send(out, marker={**marker, "origin": f"{topic}:{partition}",
+                                      "watermark_ms": self.journeys.watermark.value})
+        await self._acknowledge("journey", marker, topic, partition)
+        log.info("marker_passed", stage="journey", marker_id=marker["marker_id"], topic=topic, partition=partition)
+
+    async def _send(self, out: StepOutput, marker: dict[str, Any] | None = None) -> None:
+        """Rows to the output topic; patient updates to their patient partitions (a marker
+        to every patient partition, after the updates before it)."""
+        buffer = OutputBuffer()
+        for bundle in out.bundles:
+            buffer.add(bundle)
+        await self._publish(buffer)
+        self.stats.counters["journey_versions"] += out.versions
+        targets = range(self.partitions) if marker is not None else out.patient_updates
+        for target in targets:
+            items = [update for updates in out.patient_updates.get(target, {}).values() for update in updates]
+            body: dict[str, Any] = {"updates": items}
+            if marker is not None:
+                body["marker"] = marker
+            await self.patient_updates.send(value=orjson.dumps(body), partition=target)
+
+    # -- output ----------------------------------------------------------------------------
+
+    async def _publish(self, buffer: OutputBuffer) -> None:
+        for message in buffer.messages():
+            await self.output.send(value=message)
+            self.stats.counters["output_messages"] += 1
+
+    async def _acknowledge(self, stage: str, marker: dict[str, Any], origin: str, partition: int) -> None:
+        message = acknowledgement(stage, marker, origin, partition)
+        for target in range(self.partitions):
+            await self.output.send(value=message, partition=target)
+
+    def _assigned(self, topic_names: Sequence[str]) -> set[int]:
+        return {tp.partition for tp in self.app.assignor.assigned_actives() if tp.topic in topic_names}
+
+
 def create_app(settings: Settings) -> Any:
-    """Build the Faust app with its topics, tables, agents and web pages."""
+    """The Faust app with its topics, tables, agents and web pages around a :class:`JourneyWorker`."""
     import faust
     from mode import CrashingSupervisor
-
-    from streams import transport
 
     (settings.data_dir / "faust").mkdir(parents=True, exist_ok=True)
     app = faust.App(
         settings.app_id,
-        broker=[f"{transport.SCHEME}://{address.strip()}" for address in settings.bootstrap.split(",")],
+        broker=[f"{SCHEME}://{address.strip()}" for address in settings.bootstrap.split(",")],
         store="rocksdb://" if settings.store == "rocksdb" else "memory://",
         datadir=str(settings.data_dir / "faust"),
         topic_partitions=settings.partitions,
@@ -178,163 +286,33 @@ def create_app(settings: Settings) -> Any:
         stream_wait_empty=False,
         broker_max_poll_records=settings.batch_size,
     )
-    raw = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw", "value_serializer": "raw"}
-    inputs = app.topic(*settings.input_topics, **raw)
-    deadletter = app.topic(settings.topic_deadletter, **raw)
-    output = app.topic(settings.topic_output, **raw)
-    patient_updates = app.topic(settings.topic_patient_updates, **raw)
+    raw: dict[str, Any] = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw", "value_serializer": "raw"}
+    worker = JourneyWorker(settings)
     # Faust picks changelog codecs from key_type/value_type: str keys as JSON (they come
     # back as str after recovery), bytes values raw (the states' own encoding).
-    journey_table = app.Table("journey_state", partitions=settings.partitions, key_type=str, value_type=bytes)
-    patient_table = app.Table("patient_state", partitions=settings.partitions, key_type=str, value_type=bytes)
+    worker.bind(
+        app,
+        output=app.topic(settings.topic_output, **raw),
+        deadletter=app.topic(settings.topic_deadletter, **raw),
+        patient_updates=app.topic(settings.topic_patient_updates, **raw),
+        journey_table=app.Table("journey_state", partitions=settings.partitions, key_type=str, value_type=bytes),
+        patient_table=app.Table("patient_state", partitions=settings.partitions, key_type=str, value_type=bytes),
+    )
 
-    edge: Edge = edge_from(settings)
-    journeys: JourneyProcessor = journey_processor_from(settings)
-    patients = PatientProcessor()
-    stats = Stats()
-    partitions = settings.partitions
-    rebuild = {"journeys": True, "patients": True}
-
-    async def publish(buffer: OutputBuffer) -> None:
-        for message in buffer.messages():
-            await output.send(value=message)
-            stats.counters["output_messages"] += 1
-
-    async def acknowledge(stage: str, marker: dict[str, Any], origin: str, partition: int) -> None:
-        row = {"marker_id": marker["marker_id"], "stage": stage, "input_topic": origin,
-               "input_partition": partition, "watermark": marker.get("end_ms")}
-        for target in range(partitions):
-            await output.send(value=orjson.dumps({"pipeline_markers": [row]}), partition=target)
-
-    def assigned(topic_names: Sequence[str]) -> set[int]:
-        return {tp.partition for tp in app.assignor.assigned_actives() if tp.topic in topic_names}
-
-    @app.on_rebalance_complete.connect
+    @app.on_rebalance_complete.connect  # type: ignore[arg-type]  # Faust passes the signal as a keyword
     async def _on_rebalance(sender: Any, **kwargs: Any) -> None:
-        rebuild["journeys"] = rebuild["patients"] = True
-
-    # -- journeys ----------------------------------------------------------------------
-
-    async def journey_segment(events: list[Any]) -> None:
-        by_partition: dict[int, dict[str, list[Fact]]] = defaultdict(lambda: defaultdict(list))
-        last_event: dict[int, Any] = {}
-        buffer = OutputBuffer()
-        dead_rows = []
-        now_ms = int(time.time() * 1000)
-        for event in events:
-            message = event.message
-            outcome = edge.accept(message.value, message.topic, message.partition, message.offset, now_ms)
-            last_event[message.partition] = event
-            if isinstance(outcome, Accepted):
-                by_partition[message.partition][outcome.appointment_id].append(outcome.fact)
-                buffer.add({"events": [outcome.row]})
-                stats.counters["events_valid"] += 1
-            else:
-                stats.counters["events_dead_lettered"] += 1
-                dead_rows.append(outcome.row)
-                await deadletter.send(key=message.key, value=message.value, headers=[
-                    ("reason", outcome.reason.encode()), ("detail", outcome.detail.encode()),
-                    ("origin_topic", message.topic.encode()), ("origin_partition", str(message.partition).encode()),
-                    ("origin_offset", str(message.offset).encode()),
-                ])
-        buffer.add({"deadletters": dead_rows})
-        journeys.observe(fact for batch in by_partition.values() for facts in batch.values() for fact in facts)
-        updates: dict[int, list[dict[str, Any]]] = defaultdict(list)
-        for partition, event in last_event.items():
-            write_tables_as(event)
-            emissions = journeys.process(journey_table, partition, by_partition.get(partition, {}))
-            route(emissions + journeys.fire(journey_table, partition), buffer, updates)
-        await publish(buffer)
-        for target, items in updates.items():
-            await patient_updates.send(value=orjson.dumps({"updates": items}), partition=target)
-
-    def route(emissions: list[Any], buffer: OutputBuffer, updates: dict[int, list[dict[str, Any]]]) -> None:
-        """Rows to the output buffer; patient updates to their patient partition."""
-        for emission in emissions:
-            buffer.add(emission.bundle)
-            update = emission.patient_update
-            updates[patient_partition(update["patient_key"], partitions)].append(update)
-        stats.counters["journey_versions"] += len(emissions)
-
-    async def journey_marker(event: Any) -> None:
-        marker = orjson.loads(event.message.value)
-        if marker.get("final"):
-            # Without an end time from the sender, the end is the latest event this worker saw.
-            end = marker.get("end_ms")
-            journeys.watermark.finish(journeys.watermark.max_seen_ms if end is None else end)
-        write_tables_as(event)
-        partition = event.message.partition
-        buffer = OutputBuffer()
-        updates: dict[int, list[dict[str, Any]]] = defaultdict(list)
-        route(journeys.fire(journey_table, partition), buffer, updates)
-        await publish(buffer)
-        for target in range(partitions):
-            body = {"updates": updates.get(target, []),
-                    "marker": {**marker, "origin": f"{event.message.topic}:{partition}",
-                               "watermark_ms": journeys.watermark.value}}
-            await patient_updates.send(value=orjson.dumps(body), partition=target)
-        await acknowledge("journey", marker, event.message.topic, partition)
-        log.info("marker_passed", stage="journey", marker_id=marker["marker_id"], topic=event.message.topic,
-                 partition=partition)
+        worker.on_rebalance()
 
     # A crashed agent must stop the worker (and so be restarted), not leave it idle.
-    @app.agent(inputs, name="journeys", supervisor_strategy=CrashingSupervisor)
+    @app.agent(app.topic(*settings.input_topics, **raw), name="journeys", supervisor_strategy=CrashingSupervisor)
     async def journey_agent(stream: Any) -> None:
         async for events in stream.take_events(settings.batch_size, within=settings.batch_seconds):
-            if rebuild["journeys"]:
-                rebuild["journeys"] = False
-                count = journeys.reschedule(journey_table, assigned(settings.input_topics))
-                log.info("timers_rebuilt", stage="journey", journeys=count)
-            segment: list[Any] = []
-            for event in events:
-                if is_marker(event.message.headers):
-                    await journey_segment(segment)
-                    segment = []
-                    await journey_marker(event)
-                else:
-                    segment.append(event)
-            if segment:
-                await journey_segment(segment)
-            await drain_changelog_buffer(app)
-            stats.counters["batches"] += 1
+            await worker.on_journey_batch(events)
 
-    # -- patients ------------------------------------------------------------------------
-
-    @app.agent(patient_updates, name="patients", supervisor_strategy=CrashingSupervisor)
+    @app.agent(worker.patient_updates, name="patients", supervisor_strategy=CrashingSupervisor)
     async def patient_agent(stream: Any) -> None:
         async for events in stream.take_events(settings.batch_size, within=settings.batch_seconds):
-            if rebuild["patients"]:
-                rebuild["patients"] = False
-                count = patients.reschedule(patient_table, assigned([settings.topic_patient_updates]))
-                log.info("timers_rebuilt", stage="patient", patients=count)
-            by_partition: dict[int, dict[str, list[dict[str, Any]]]] = defaultdict(lambda: defaultdict(list))
-            last_event: dict[int, Any] = {}
-            markers: list[tuple[int, dict[str, Any]]] = []
-            for event in events:
-                body = orjson.loads(event.message.value)
-                partition = event.message.partition
-                last_event[partition] = event
-                for update in body["updates"]:
-                    by_partition[partition][update["patient_key"]].append(update)
-                if "marker" in body:
-                    markers.append((partition, body["marker"]))
-            for _, marker in markers:
-                if marker.get("final"):
-                    patients.watermark.finish(marker["watermark_ms"])
-            buffer = OutputBuffer()
-            for partition, event in last_event.items():
-                write_tables_as(event)
-                emissions = patients.process(patient_table, partition, by_partition.get(partition, {}))
-                emissions += patients.fire(patient_table, partition)
-                for emission in emissions:
-                    buffer.add(emission.bundle)
-                stats.counters["patient_versions"] += len(emissions)
-            await publish(buffer)
-            await drain_changelog_buffer(app)
-            for partition, marker in markers:
-                await acknowledge("patient", marker, marker["origin"], partition)
-
-    # -- web -------------------------------------------------------------------------------
+            await worker.on_patient_batch(events)
 
     @app.page("/healthz")
     async def healthz(web: Any, request: Any) -> Any:
@@ -342,12 +320,11 @@ def create_app(settings: Settings) -> Any:
 
     @app.page("/readyz")
     async def readyz(web: Any, request: Any) -> Any:
-        ready = not app.rebalancing and app.tables.recovery.completed.is_set()
+        ready = not app.rebalancing and app.tables.recovery.completed.is_set()  # type: ignore[attr-defined]
         return web.json({"ready": ready}, status=200 if ready else 503)
 
     @app.page("/metrics")
     async def metrics(web: Any, request: Any) -> Any:
-        return web.text(stats.prometheus(journeys), content_type="text/plain")
+        return web.text(worker.stats.prometheus(worker.journeys), content_type="text/plain")
 
-    app.journeys_runtime = {"journeys": journeys, "patients": patients, "stats": stats}  # for tests and benchmarks
     return app

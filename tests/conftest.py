@@ -3,7 +3,7 @@
 ``broker``: ONE real local Kafka-compatible broker (tansu) per test session, on a free
 port, with every topic of the default settings created with 4 partitions. Tests that
 need their own topics create uniquely named ones with ``make_topics`` (or
-``streams.broker.ensure_topics``) so that tests never see each other's records.
+``streams.topics.ensure_topics``) so that tests never see each other's records.
 
     def test_something(broker):
         producer = KafkaProducer(bootstrap_servers=broker.bootstrap, acks="all")
@@ -22,8 +22,9 @@ from collections.abc import Callable, Iterator
 import pytest
 import structlog
 
-from streams.broker import LocalBroker, ensure_topics
-from streams.config import Settings
+from runtime.config import Settings
+from streams.broker import LocalBroker
+from streams.topics import ensure_topics
 
 BROKER_PARTITIONS = 4
 

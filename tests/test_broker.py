@@ -17,11 +17,12 @@ from typing import Any
 import orjson
 import pytest
 
+from cli.main import main
 from schemas.events import FAMILIES, FAMILY_BY_TYPE, Family
 from schemas.export import example_event
-from streams.broker import LocalBroker, TopicMismatchError, ensure_topics, topic_partitions
-from streams.cli import main
+from streams.broker import LocalBroker
 from streams.produce import EventProducer, produce_events
+from streams.topics import TopicMismatchError, ensure_topics, topic_partitions
 
 EVENT_TYPES = sorted(FAMILY_BY_TYPE)
 
@@ -203,7 +204,7 @@ def test_ensure_topics_creates_missing_and_rejects_other_partition_counts(broker
 
 
 def test_session_broker_has_the_settings_topics(broker: LocalBroker) -> None:
-    from streams.config import Settings
+    from runtime.config import Settings
 
     partitions = topic_partitions(broker.bootstrap, Settings.model_construct().all_topics)
     assert partitions == {topic: 4 for topic in Settings.model_construct().all_topics}

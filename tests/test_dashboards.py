@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 import yaml
 
+from cli.main import build_parser
 from dashboards.generate import (
     DASHBOARD_MODULES,
     GENERATED_DIR,
@@ -21,7 +22,6 @@ from dashboards.generate import (
     to_json,
 )
 from dashboards.push import provisioned_datasources
-from streams.cli import build_parser
 
 DASHBOARDS = load_generated()
 PANELS = [(d["uid"], p) for d in DASHBOARDS for p in iter_panels(d)]

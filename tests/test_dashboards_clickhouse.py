@@ -27,13 +27,13 @@ from dashboards.generate import iter_panels, load_generated
 from dashboards.macros import ALL, Selection, TimeRange, expand
 from dashboards.query import all_selections, panel_sql, variable_queries
 from dashboards.report import render_report
+from runtime.config import Settings
+from simulator import SimulationConfig, simulate
 from sinks.client import connect
 from sinks.migrate import migrate
 from sinks.rows import RowWriter
-from sinks.testing import clickhouse_test_dsn, unique_database
-from streams.config import Settings
-from streams.journey.offline import OfflinePipeline
-from streams.simulator import SimulationConfig, simulate
+from streams.assemble import offline_pipeline
+from tests.rows import clickhouse_test_dsn, unique_database
 
 DASHBOARDS = load_generated()
 PANELS = [(d["uid"], p) for d in DASHBOARDS for p in iter_panels(d)]
@@ -78,7 +78,7 @@ def load_week(client: Client, database: str) -> frozenset[str]:
     journey logic, default settings), write its bundles with the sink's RowWriter.
     Returns the raw patient identifiers the events carried."""
     lines = simulate(WEEK).lines
-    result = OfflinePipeline.from_settings(Settings.model_construct()).run(lines)
+    result = offline_pipeline(Settings.model_construct()).run(lines)
     writer = RowWriter(client, database)
     writer.write(result.bundles)
     assert not writer.rejected, writer.rejected

@@ -17,9 +17,9 @@ from typing import Any
 
 import pytest
 
+from cli.main import main
 from dashboards.generate import load_generated
 from dashboards.push import PushError, datasource_body
-from streams.cli import main
 
 TOKEN = "glsa_test_token"
 

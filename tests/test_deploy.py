@@ -30,6 +30,8 @@ import jsonschema
 import pytest
 import yaml
 
+from streams.topics import changelog_topics
+
 REPO = Path(__file__).resolve().parents[1]
 DEPLOY = REPO / "deploy"
 KUSTOMIZE = DEPLOY / "kubernetes"
@@ -159,8 +161,8 @@ def container_env(overlay: str, container: dict[str, Any], placeholder: str = "x
 
 
 def settings_for(overlay: str, component: str, monkeypatch: pytest.MonkeyPatch) -> Any:
-    """streams.config.Settings as the container of ``component`` would load them."""
-    from streams.config import load_settings
+    """runtime.config.Settings as the container of ``component`` would load them."""
+    from runtime.config import load_settings
 
     env = container_env(overlay, main_container(our_workload(overlay, component)))
     with monkeypatch.context() as patch:
@@ -169,14 +171,6 @@ def settings_for(overlay: str, component: str, monkeypatch: pytest.MonkeyPatch) 
         for name, value in env.items():
             patch.setenv(name, value)
         return load_settings()
-
-
-def changelog_topics(settings: Any) -> tuple[str, ...]:
-    try:
-        from streams.commands.worker import changelog_topics as from_worker
-    except ImportError:  # pragma: no cover - the worker command not built yet
-        return tuple(f"{settings.app_id}-{table}-changelog" for table in ("journey_state", "patient_state"))
-    return tuple(from_worker(settings))
 
 
 def kafka_topics(overlay: str) -> dict[str, dict[str, Any]]:
@@ -209,7 +203,7 @@ def chi_service_ports(chi: dict[str, Any]) -> tuple[str, set[int]]:
         return f"clickhouse-{name}", {8123, 9000}  # the operator's default Service
     templates = {t["name"]: t for t in chi["spec"]["templates"]["serviceTemplates"]}
     template = templates[template_name]
-    service = template.get("generateName", f"clickhouse-{{chi}}").replace("{chi}", name)
+    service = template.get("generateName", "clickhouse-{chi}").replace("{chi}", name)
     return service, {p["port"] for p in template["spec"]["ports"]}
 
 
@@ -1238,9 +1232,9 @@ def test_copied_friction_rules_load() -> None:
     if not sync.RULES_DST.is_file():
         pytest.skip("no friction rules copied yet")
     try:
-        from streams.journey.friction import load_rules
+        from journey.friction import load_rules
     except ImportError:  # pragma: no cover
-        pytest.skip("streams.journey.friction not available")
+        pytest.skip("journey.friction not available")
     assert load_rules(sync.RULES_DST)
 
 

@@ -13,15 +13,15 @@ import time
 
 import pytest
 
+from simulator import SimulationConfig, simulate
 from streams.broker import free_port
 from streams.produce import produce_events
-from streams.simulator import SimulationConfig, simulate
 
 pytestmark = [pytest.mark.slow]
 
 
 def journeys(*args: str, env: dict[str, str], timeout: float = 300) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "streams.cli", *args], env=env, capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "cli.main", *args], env=env, capture_output=True, text=True,
                           timeout=timeout, check=True)
 
 
@@ -30,7 +30,7 @@ def test_up_produce_sync_query(tmp_path):
     broker_port, writer_port = free_port(), free_port()
     env = {**os.environ, "JOURNEYS_DATA_DIR": str(tmp_path), "JOURNEYS_WRITER_PORT": str(writer_port),
            "JOURNEYS_BOOTSTRAP": f"127.0.0.1:{broker_port}", "JOURNEYS_WEB_PORT": str(free_port())}
-    up = subprocess.Popen([sys.executable, "-m", "streams.cli", "up", "--port", str(broker_port)], env=env,
+    up = subprocess.Popen([sys.executable, "-m", "cli.main", "up", "--port", str(broker_port)], env=env,
                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         deadline = time.monotonic() + 120

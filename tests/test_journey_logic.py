@@ -5,15 +5,16 @@ from __future__ import annotations
 import random
 
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from streams.config import load_settings
-from streams.journey.offline import OfflinePipeline
+from runtime.config import load_settings
+from streams.assemble import offline_pipeline
 from tests.builders import booked, event, in_person_visit
 
 
 def run(lines: list[bytes], **overrides):
-    return OfflinePipeline.from_settings(load_settings(**overrides)).run(lines)
+    return offline_pipeline(load_settings(**overrides)).run(lines)
 
 
 def journey(lines: list[bytes], appointment_id: str = "A1", **overrides):
@@ -197,7 +198,7 @@ def test_late_event_makes_a_new_version_that_wins():
 
 def test_no_show_friction_is_withdrawn_when_arrival_arrives_late():
     lines = [booked(-1440, 0), event("patient.arrived", 200, "OTHER")]
-    pipeline = OfflinePipeline.from_settings(load_settings(batch_size=1))
+    pipeline = offline_pipeline(load_settings(batch_size=1))
     result = pipeline.run(lines + [event("patient.arrived", 10)])
     no_show_rows = [r for r in result.rows("friction_events") if r["rule"] == "no_show" and r["appointment_id"] == "A1"]
     # With a 15-minute lateness the watermark after the OTHER arrival is 09:00 + 185 min: no-show fires first.

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from streams.config import Settings, load_settings
+from runtime.config import Settings, load_settings
+from simulator import SimulationConfig, simulate
 from streams.pipeline import LocalPipeline
-from streams.simulator import SimulationConfig, simulate
 from tests.truth import clickhouse_journeys, journey_mismatches
 
 pytestmark = [pytest.mark.broker, pytest.mark.slow]
@@ -218,7 +218,7 @@ def test_no_raw_patient_id_downstream(broker, isolated_settings):
 def test_sync_command_after_an_external_producer(broker, isolated_settings, monkeypatch):
     """A pipeline running on its own, fed by someone else's producer: `journeys sync --final`
     returns once everything is in ClickHouse."""
-    from streams.cli import main
+    from cli.main import main
     from streams.produce import produce_events
 
     simulation = simulate(SimulationConfig(seed=31, days=2, sites=1, duplicate_fraction=0.03))

@@ -8,10 +8,10 @@ from typing import Any
 
 import pytest
 
+from cli.main import main
 from schemas.decode import Rejected, decode
 from schemas.events import DEFAULT_TOPICS, EVENT_TYPES_BY_FAMILY, FAMILIES
 from schemas.export import all_schemas, example_event
-from streams.cli import main
 
 jsonschema = pytest.importorskip("jsonschema")
 

@@ -13,11 +13,11 @@ from typing import Any
 import orjson
 import pytest
 
+from cli.main import main
 from schemas.decode import Rejected, decode
 from schemas.events import FAMILY_BY_TYPE, Envelope
-from streams.cli import main
-from streams.simulator import AppointmentTruth, Simulation, SimulationConfig, SimulationStream, simulate
-from streams.simulator.disorder import INVALID_REASONS
+from simulator import AppointmentTruth, Simulation, SimulationConfig, SimulationStream, simulate
+from simulator.disorder import INVALID_REASONS
 
 EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
 MESSY = dict(duplicate_fraction=0.03, out_of_order_fraction=0.05, late_fraction=0.02, invalid_fraction=0.01)
@@ -413,8 +413,8 @@ def test_hundred_thousand_events_in_seconds() -> None:
 
 
 def test_pacing_follows_delivery_time() -> None:
-    from streams.commands.simulate import _paced
-    from streams.simulator import SimLine
+    from cli.commands.simulate import _paced
+    from simulator import SimLine
 
     lines = [SimLine(b"{}", "checkin", "a", deliver, None) for deliver in (0, 1_000, 100_000, 200_000)]
     started = time.monotonic()

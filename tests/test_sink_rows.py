@@ -17,16 +17,15 @@ from typing import Any
 
 import pytest
 
+from schemas.timestamps import DAY_MS, HOUR_MS, MINUTE_MS
 from sinks.client import Client, DsnError, connect, parse_dsn
 from sinks.columns import BadValue, converter_for
-from sinks.markers import marker_rows, wait_for_marker
+from sinks.markers import marker_rows
 from sinks.migrate import MigrationError, discover, migrate, split_statements
 from sinks.readonly import ReadOnlyError, check_read_only
 from sinks.rows import RowWriter
-from sinks.testing import (
-    DAY,
-    HOUR,
-    MINUTE,
+from streams.markers import wait_for_marker
+from tests.rows import (
     T0,
     clickhouse_backend,
     clickhouse_test_dsn,
@@ -253,7 +252,7 @@ def every_table_bundle() -> dict[str, list[dict[str, Any]]]:
             status="late_cancelled",
             late_cancelled=1,
             cancelled_by="patient",
-            cancelled_at=T0 - 2 * HOUR,
+            cancelled_at=T0 - 2 * HOUR_MS,
             arrived_at=None,
             checked_in_at=None,
             roomed_at=None,
@@ -280,7 +279,7 @@ def every_table_bundle() -> dict[str, list[dict[str, Any]]]:
         patient_visit_row("A-1"),
         patient_visit_row(
             "A-0",
-            visit_at=T0 - 45 * DAY,
+            visit_at=T0 - 45 * DAY_MS,
             had_friction=0,
             friction_rules=[],
             returned_within_90d=1,
@@ -416,14 +415,14 @@ def test_site_hourly_aggregates(client: Client, database: str, writer: RowWriter
                     journey_row("A-1", lobby_wait_min=10.0, room_wait_min=4.0, cycle_time_min=50.0),
                     journey_row(
                         "A-2",
-                        scheduled_start=T0 + 30 * MINUTE,
+                        scheduled_start=T0 + 30 * MINUTE_MS,
                         lobby_wait_min=20.0,
                         room_wait_min=None,
                         cycle_time_min=70.0,
                     ),
                     journey_row(
                         "A-3",
-                        scheduled_start=T0 + 59 * MINUTE,
+                        scheduled_start=T0 + 59 * MINUTE_MS,
                         lobby_wait_min=40.0,
                         cycle_time_min=None,
                         checked_out_at=None,
@@ -459,7 +458,7 @@ def test_site_hourly_aggregates(client: Client, database: str, writer: RowWriter
                     journey_row(
                         "A-6",
                         status="left_without_being_seen",
-                        left_without_being_seen_at=T0 + 40 * MINUTE,
+                        left_without_being_seen_at=T0 + 40 * MINUTE_MS,
                         roomed_at=None,
                         lobby_wait_min=None,
                         room_wait_min=None,
@@ -467,10 +466,10 @@ def test_site_hourly_aggregates(client: Client, database: str, writer: RowWriter
                         cycle_time_min=None,
                         checked_out_at=None,
                     ),
-                    telehealth_journey_row("T-1", scheduled_start=T0 + 5 * MINUTE),
+                    telehealth_journey_row("T-1", scheduled_start=T0 + 5 * MINUTE_MS),
                     telehealth_journey_row(
                         "T-2",
-                        scheduled_start=T0 + 6 * MINUTE,
+                        scheduled_start=T0 + 6 * MINUTE_MS,
                         telehealth_connected=0,
                         telehealth_abandoned=1,
                         provider_joined_at=None,
@@ -527,7 +526,7 @@ def test_site_hourly_follows_a_reschedule(client: Client, database: str, writer:
         [
             {
                 "appointment_journeys": [
-                    journey_row("A-2", 2, scheduled_start=T0 + 4 * HOUR, reschedule_count=1),
+                    journey_row("A-2", 2, scheduled_start=T0 + 4 * HOUR_MS, reschedule_count=1),
                     journey_row("A-1", 2, site_id="south"),
                 ]
             }
@@ -536,13 +535,13 @@ def test_site_hourly_follows_a_reschedule(client: Client, database: str, writer:
     hourly = _hourly(client, database)
     assert hourly[("north", "cardiology", T0)]["appointments"] == 0  # emptied, not left stale
     assert hourly[("north", "cardiology", T0)]["lobby_wait_p50_min"] is None
-    assert hourly[("north", "cardiology", T0 + 4 * HOUR)]["appointments"] == 1
+    assert hourly[("north", "cardiology", T0 + 4 * HOUR_MS)]["appointments"] == 1
     assert hourly[("south", "cardiology", T0)]["appointments"] == 1
     # a stale redelivery of version 1 does not move it back
     writer.write([{"appointment_journeys": [journey_row("A-2", 1)]}])
     hourly = _hourly(client, database)
     assert hourly[("north", "cardiology", T0)]["appointments"] == 0
-    assert hourly[("north", "cardiology", T0 + 4 * HOUR)]["appointments"] == 1
+    assert hourly[("north", "cardiology", T0 + 4 * HOUR_MS)]["appointments"] == 1
     assert count(client, database, "site_hourly") == 3
 
 
@@ -553,7 +552,7 @@ def test_site_hourly_equals_a_full_recompute(client: Client, database: str, writ
             journey_row(
                 f"A-{i}",
                 batch + 1,
-                scheduled_start=T0 + ((i * 7 + batch * 3) % 9) * HOUR,
+                scheduled_start=T0 + ((i * 7 + batch * 3) % 9) * HOUR_MS,
                 site_id=f"s{(i + batch) % 2}",
                 lobby_wait_min=float(i % 11),
             )
@@ -590,11 +589,11 @@ def test_markers_are_written_after_the_rows(client: Client, database: str, write
     finally:
         client.insert = original  # type: ignore[method-assign]
     assert order[-1] == "pipeline_markers" and order.count("pipeline_markers") == 1
-    assert wait_for_marker(client, database, "m-1", expected_rows=4, timeout=5) == 4
+    assert wait_for_marker(lambda: marker_rows(client, database, "m-1"), 4, timeout=5) == 4
     writer.write([bundles[1]])  # a redelivered marker does not count twice
     assert marker_rows(client, database, "m-1") == 4
-    with pytest.raises(TimeoutError, match="4 of 5"):
-        wait_for_marker(client, database, "m-1", expected_rows=5, timeout=0.3)
+    with pytest.raises(TimeoutError, match="4/5"):
+        wait_for_marker(lambda: marker_rows(client, database, "m-1"), 5, timeout=0.3)
     assert marker_rows(client, "db_that_does_not_exist", "m-1") == 0
 
 
@@ -604,7 +603,7 @@ def test_markers_are_written_after_the_rows(client: Client, database: str, write
 def test_query_and_migrate_commands(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from streams.cli import main
+    from cli.main import main
 
     dsn = clickhouse_test_dsn(tmp_path / "ch")
     name = unique_database()

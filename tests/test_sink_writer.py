@@ -32,11 +32,14 @@ import orjson
 import pytest
 from kafka import KafkaAdminClient, KafkaProducer
 
+from schemas.timestamps import HOUR_MS
 from sinks.client import Client, connect
-from sinks.markers import wait_for_marker, wait_for_marker_async
+from sinks.markers import marker_rows
 from sinks.migrate import migrate
-from sinks.testing import (
-    HOUR,
+from sinks.writer import SinkWriter, WriterConfig
+from streams.broker import LocalBroker, free_port
+from streams.markers import wait_for_marker
+from tests.rows import (
     T0,
     clickhouse_backend,
     clickhouse_test_dsn,
@@ -45,8 +48,6 @@ from sinks.testing import (
     sample_bundle,
     unique_database,
 )
-from sinks.writer import SinkWriter, WriterConfig
-from streams.broker import LocalBroker, free_port
 
 PARTITIONS = 4
 USING_SERVER = bool(os.environ.get("CLICKHOUSE_URL"))
@@ -101,10 +102,10 @@ def workload(count: int, prefix: str = "A") -> list[tuple[str, dict[str, Any]]]:
     messages = []
     for i in range(count):
         appointment = f"{prefix}-{i}"
-        messages.append((appointment, sample_bundle(appointment, 1, scheduled_start=T0 + (i % 10) * HOUR)))
+        messages.append((appointment, sample_bundle(appointment, 1, scheduled_start=T0 + (i % 10) * HOUR_MS)))
     for i in range(0, count, 3):
         appointment = f"{prefix}-{i}"
-        moved = journey_row(appointment, 2, scheduled_start=T0 + (i % 7 + 20) * HOUR, reschedule_count=1)
+        moved = journey_row(appointment, 2, scheduled_start=T0 + (i % 7 + 20) * HOUR_MS, reschedule_count=1)
         messages.append((appointment, {"appointment_journeys": [moved]}))
     return messages
 
@@ -209,7 +210,7 @@ def test_writer_end_to_end_with_http_endpoints(broker: LocalBroker, topic: str, 
         task = asyncio.create_task(writer.run())
         reader = connect(dsn)
         try:
-            await wait_for_marker_async(reader, database, "m-e2e", expected_markers, timeout=60)
+            await asyncio.to_thread(wait_for_marker, lambda: marker_rows(reader, database, "m-e2e"), expected_markers, 60)
             port = writer.http_port
             assert port
             health = await asyncio.to_thread(http_get, port, "/healthz")
@@ -285,7 +286,7 @@ def test_nothing_committed_while_clickhouse_is_unreachable(
         task = asyncio.create_task(writer.run())
         reader = connect(dsn)
         try:
-            await wait_for_marker_async(reader, database, "m-down", expected_markers, timeout=60)
+            await asyncio.to_thread(wait_for_marker, lambda: marker_rows(reader, database, "m-down"), expected_markers, 60)
             check_contents(reader, database, messages)
         finally:
             reader.close()
@@ -324,7 +325,7 @@ def test_pauses_while_inserts_fail_and_commits_after_recovery(
             assert committed_offsets(broker, cfg.group_id) == {}
             failing.clear()
             expected = await asyncio.to_thread(produce_markers, broker, topic, "m-flaky")
-            await wait_for_marker_async(reader, database, "m-flaky", expected, timeout=60)
+            await asyncio.to_thread(wait_for_marker, lambda: marker_rows(reader, database, "m-flaky"), expected, 60)
             check_contents(reader, database, first + second)
             assert writer.metrics.last_commit_time > 0
         finally:
@@ -353,7 +354,7 @@ def test_two_writers_in_one_group_share_the_work(broker: LocalBroker, topic: str
             await eventually(lambda: two.metrics.assigned_partitions > 0, 60, "a rebalance onto the second writer")
             await asyncio.to_thread(produce, broker, topic, second)
             expected = await asyncio.to_thread(produce_markers, broker, topic, "m-pair")
-            await wait_for_marker_async(reader, database, "m-pair", expected, timeout=60)
+            await asyncio.to_thread(wait_for_marker, lambda: marker_rows(reader, database, "m-pair"), expected, 60)
             assert one.metrics.assigned_partitions + two.metrics.assigned_partitions == PARTITIONS
             assert one.metrics.rows_written["appointment_journeys"] and two.metrics.rows_written["appointment_journeys"]
             check_contents(reader, database, first + second)
@@ -380,7 +381,7 @@ def _metric(port: int, name: str) -> float:
 
 def _start_writer_process(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
-        [sys.executable, "-m", "streams.cli", "writer"], env=env, stdout=log.open("ab"), stderr=subprocess.STDOUT
+        [sys.executable, "-m", "cli.main", "writer"], env=env, stdout=log.open("ab"), stderr=subprocess.STDOUT
     )
 
 
@@ -435,7 +436,7 @@ def test_killed_writer_restarts_without_loss_or_duplicates(broker: LocalBroker, 
                 [
                     sys.executable,
                     "-m",
-                    "streams.cli",
+                    "cli.main",
                     "query",
                     "--format",
                     "csv",
@@ -458,7 +459,7 @@ def test_killed_writer_restarts_without_loss_or_duplicates(broker: LocalBroker, 
 
     client = connect(dsn)
     try:
-        assert wait_for_marker(client, database, "m-kill", expected, timeout=5) == expected
+        assert wait_for_marker(lambda: marker_rows(client, database, "m-kill"), expected, timeout=5) == expected
         check_contents(client, database, first + second)
     finally:
         if USING_SERVER:

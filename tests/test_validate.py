@@ -10,10 +10,10 @@ from pathlib import Path
 import orjson
 import pytest
 
+from cli.main import main
 from schemas.eventfile import read_event_lines
 from schemas.events import FAMILY_BY_TYPE
 from schemas.export import example_event
-from streams.cli import main
 
 
 def line(event_type: str, /, **overrides: object) -> bytes:

@@ -1,0 +1,153 @@
+"""One batch through the journey logic: accept, observe, process, fire, route.
+
+Written once and used by the Faust worker and the offline pipeline alike; the caller
+brings the records and the state stores, and sends what comes out. No transport here:
+a store is any mutable mapping of key -> state bytes, and the patient partitioner is
+injected (the worker passes Kafka's murmur2, the offline pipeline a single partition).
+
+>>> from journey.batch import JourneyStep, PatientStep, Record
+>>> from journey.ingest import Edge
+>>> from journey.metrics import JourneyPolicy
+>>> from journey.processor import JourneyProcessor, PatientProcessor
+>>> from journey.pseudonym import Pseudonymizer
+>>> step = JourneyStep(Edge(Pseudonymizer(b"k" * 32)),
+...     JourneyProcessor(JourneyPolicy(), rules=(), lateness_ms=0, retention_ms=0), lambda key: 0)
+>>> booked = (b'{"event_id": "b1", "event_type": "appointment.booked", "schema_version": 1,'
+...     b' "occurred_at": "2026-03-01T09:00:00Z", "source": "cadence", "patient_id": "p1",'
+...     b' "appointment_id": "a1", "site_id": "s1", "department": "cardiology",'
+...     b' "scheduled_start": "2026-03-02T09:00:00Z", "duration_min": 20, "visit_type": "new",'
+...     b' "modality": "in_person"}')
+>>> store = {}
+>>> out = step.run([Record(booked, None, 0, 1), Record(b"{", None, 0, 2)], lambda partition: store)
+>>> [row["status"] for row in out.rows("appointment_journeys")], [d.reason for _, d in out.dead]
+(['scheduled'], ['malformed_json'])
+>>> patients = PatientStep(PatientProcessor())
+>>> [row["appointments"] for b in patients.run(out.patient_updates, lambda partition: {}).bundles
+...  for row in b.get("patient_journeys", ())]
+[1]
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Mapping, MutableMapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from journey.facts import MS, Fact
+from journey.ingest import Accepted, DeadLetter, Edge
+from journey.patient import PatientEmission
+from journey.processor import JourneyProcessor, PatientProcessor
+from journey.state import Bundle, Emission
+
+Store = MutableMapping[str, bytes]
+# The store of a partition. The worker's also points Faust's table writes at that
+# partition's changelog, so it is asked for right before the partition is processed.
+StoreFor = Callable[[int], Store]
+PatientUpdates = dict[int, dict[str, list[dict[str, Any]]]]
+
+
+@dataclass(slots=True)
+class Record:
+    """One input message: its bytes and where it came from (``topic=None``: a file line)."""
+
+    value: bytes
+    topic: str | None
+    partition: int
+    offset: int
+    key: bytes | None = None
+
+
+@dataclass
+class StepOutput:
+    """What a batch gives: row bundles, dead letters with their records, patient updates
+    by patient partition and then patient key."""
+
+    bundles: list[Bundle] = field(default_factory=list)
+    dead: list[tuple[Record, DeadLetter]] = field(default_factory=list)
+    patient_updates: PatientUpdates = field(default_factory=lambda: defaultdict(lambda: defaultdict(list)))
+    versions: int = 0
+    valid: int = 0
+
+    def rows(self, table: str) -> list[dict[str, Any]]:
+        return [row for bundle in self.bundles for row in bundle.get(table, ())]
+
+
+class JourneyStep:
+    """Facts of a batch into journey states; new versions out, routed."""
+
+    def __init__(self, edge: Edge, journeys: JourneyProcessor, patient_partition: Callable[[str], int]):
+        self.edge = edge
+        self.journeys = journeys
+        self.patient_partition = patient_partition
+
+    def run(self, records: Sequence[Record], store_for: StoreFor, received_ms: int = 0) -> StepOutput:
+        """Validate every record, advance the watermark over the whole batch, then apply
+        each partition's facts and fire its due timers (one state read and write per
+        touched appointment)."""
+        out = StepOutput()
+        by_partition: dict[int, dict[str, list[Fact]]] = {}
+        events: list[dict[str, Any]] = []
+        for record in records:
+            outcome = self.edge.accept(record.value, record.topic, record.partition, record.offset, received_ms)
+            facts = by_partition.setdefault(record.partition, defaultdict(list))
+            if isinstance(outcome, Accepted):
+                facts[outcome.appointment_id].append(outcome.fact)
+                events.append(outcome.row)
+            else:
+                out.dead.append((record, outcome))
+        out.valid = len(events)
+        if out.dead:
+            out.bundles.append({"deadletters": [dead.row for _, dead in out.dead]})
+        if events:
+            out.bundles.append({"events": events})
+        # The whole batch first, so that every partition of it is evaluated at one watermark.
+        self.journeys.observe(fact[MS] for facts in by_partition.values() for batch in facts.values() for fact in batch)
+        for partition, facts in by_partition.items():
+            store = store_for(partition)
+            self._route(self.journeys.process(store, partition, facts), out)
+            self._route(self.journeys.fire(store, partition), out)
+        return out
+
+    def fire(self, partition: int, store: Store) -> StepOutput:
+        """Only the timers of ``partition`` (after the watermark moved without new facts)."""
+        out = StepOutput()
+        self._route(self.journeys.fire(store, partition), out)
+        return out
+
+    def _route(self, emissions: Iterable[Emission], out: StepOutput) -> None:
+        for emission in emissions:
+            out.bundles.append(emission.bundle)
+            update = emission.patient_update
+            out.patient_updates[self.patient_partition(update["patient_key"])][update["patient_key"]].append(update)
+            out.versions += 1
+
+
+@dataclass
+class PatientOutput:
+    bundles: list[Bundle] = field(default_factory=list)
+    versions: int = 0
+
+
+class PatientStep:
+    """Journey versions into per-patient states; patient rows out."""
+
+    def __init__(self, patients: PatientProcessor):
+        self.patients = patients
+
+    def run(self, updates: Mapping[int, Mapping[str, list[dict[str, Any]]]], store_for: StoreFor,
+            partitions: Iterable[int] = ()) -> PatientOutput:
+        """Fold each partition's updates, then fire its due timers; ``partitions``: more
+        partitions whose timers to fire though no update came for them."""
+        out = PatientOutput()
+        for partition in dict.fromkeys([*updates, *partitions]):
+            store = store_for(partition)
+            self._collect(self.patients.process(store, partition, updates.get(partition, {})), out)
+            self._collect(self.patients.fire(store, partition), out)
+        return out
+
+    @staticmethod
+    def _collect(emissions: Iterable[PatientEmission], out: PatientOutput) -> None:
+        for emission in emissions:
+            out.bundles.append(emission.bundle)
+            out.versions += 1

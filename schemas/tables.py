@@ -1,0 +1,298 @@
+"""What lands in ClickHouse (SPEC section 4): every table's columns, key and version.
+
+The one home of the row schema. The migrations (``sinks/migrations``) create these
+tables and a test checks the migrated columns against this list; the journey core
+builds its rows with these column names and its tombstones from :func:`tombstone`;
+the tests check every row the core emits against it.
+
+Each column comes with its *empty* value: what a tombstone (a row that deletes a key
+the previous version emitted, ReplacingMergeTree ``is_deleted``) carries in it.
+
+>>> TABLES["stage_intervals"].key
+('appointment_id', 'stage')
+>>> row = tombstone("stage_intervals", version=8, appointment_id="a1", stage="lobby", site_id="s1")
+>>> row["is_deleted"], row["version"], row["started_at"], row["ended_at"], row["site_id"]
+(1, 8, 0, None, 's1')
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any
+
+EMPTY_MAP: Mapping[str, Any] = MappingProxyType({})
+
+
+@dataclass(frozen=True)
+class Table:
+    name: str
+    key: tuple[str, ...]  # ORDER BY: what identifies a row (ReplacingMergeTree keeps one per key)
+    version: str  # the column whose largest value wins
+    columns: tuple[tuple[str, Any], ...]  # (name, empty value), in table order
+    names: tuple[str, ...] = field(init=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "names", tuple(name for name, _ in self.columns))
+
+    @property
+    def deletable(self) -> bool:
+        return "is_deleted" in self.names
+
+
+def tombstone(table: str, version: int, **known: Any) -> dict[str, Any]:
+    """A row deleting the key given in ``known`` at ``version``; columns not given are empty."""
+    row: dict[str, Any] = {}
+    for name, empty in TABLES[table].columns:
+        row[name] = list(empty) if isinstance(empty, tuple) else dict(empty) if isinstance(empty, Mapping) else empty
+    row.update(known, version=version, is_deleted=1)
+    return row
+
+
+TABLES: dict[str, Table] = {table.name: table for table in (
+    Table(
+        "events",
+        key=("source", "event_id"),
+        version="ingested_at",
+        columns=(
+            ("source", ""),
+            ("event_id", ""),
+            ("event_type", ""),
+            ("family", ""),
+            ("occurred_at", 0),
+            ("appointment_id", ""),
+            ("patient_key", ""),
+            ("site_id", ""),
+            ("department", ""),
+            ("provider_id", None),
+            ("fields", ""),
+            ("topic", ""),
+            ("partition", 0),
+            ("offset", 0),
+            ("ingested_at", 0),
+        ),
+    ),
+    Table(
+        "deadletters",
+        key=("topic", "partition", "offset"),
+        version="received_at",
+        columns=(
+            ("topic", ""),
+            ("partition", 0),
+            ("offset", 0),
+            ("reason", ""),
+            ("detail", ""),
+            ("received_at", 0),
+        ),
+    ),
+    Table(
+        "appointment_journeys",
+        key=("appointment_id",),
+        version="version",
+        columns=(
+            ("appointment_id", ""),
+            ("version", 0),
+            ("patient_key", ""),
+            ("site_id", ""),
+            ("department", ""),
+            ("provider_id", None),
+            ("modality", None),
+            ("visit_type", None),
+            ("scheduled_start", None),
+            ("duration_min", None),
+            ("booked_at", None),
+            ("status", ""),
+            ("lead_time_days", None),
+            ("reschedule_count", 0),
+            ("late_cancelled", None),
+            ("cancelled_by", None),
+            ("cancelled_at", None),
+            ("no_show", 0),
+            ("arrived_at", None),
+            ("checked_in_at", None),
+            ("checkin_channel", None),
+            ("roomed_at", None),
+            ("provider_started_at", None),
+            ("checked_out_at", None),
+            ("left_without_being_seen_at", None),
+            ("arrival_offset_min", None),
+            ("arrival_to_checkin_min", None),
+            ("lobby_wait_min", None),
+            ("room_wait_min", None),
+            ("checkin_to_provider_min", None),
+            ("provider_start_delay_min", None),
+            ("cycle_time_min", None),
+            ("queue_wait_min", EMPTY_MAP),
+            ("queue_abandoned", EMPTY_MAP),
+            ("wait_estimate_error_min", None),
+            ("patient_joined_at", None),
+            ("provider_joined_at", None),
+            ("patient_join_offset_min", None),
+            ("provider_join_offset_min", None),
+            ("virtual_wait_min", None),
+            ("telehealth_connected", None),
+            ("telehealth_abandoned", None),
+            ("drop_count", 0),
+            ("connection_issue_count", 0),
+            ("reminders_sent", 0),
+            ("friction_count", 0),
+            ("friction_rules", ()),
+            ("event_count", 0),
+            ("first_event_at", 0),
+            ("last_event_at", 0),
+            ("is_final", 0),
+        ),
+    ),
+    Table(
+        "stage_intervals",
+        key=("appointment_id", "stage"),
+        version="version",
+        columns=(
+            ("appointment_id", ""),
+            ("stage", ""),
+            ("version", 0),
+            ("is_deleted", 0),
+            ("site_id", ""),
+            ("department", ""),
+            ("provider_id", None),
+            ("modality", None),
+            ("started_at", 0),
+            ("ended_at", None),
+            ("minutes", None),
+        ),
+    ),
+    Table(
+        "queue_waits",
+        key=("appointment_id", "queue", "wait_key"),
+        version="version",
+        columns=(
+            ("appointment_id", ""),
+            ("queue", ""),
+            ("wait_key", ""),
+            ("version", 0),
+            ("is_deleted", 0),
+            ("site_id", ""),
+            ("department", ""),
+            ("provider_id", None),
+            ("started_at", 0),
+            ("ended_at", None),
+            ("outcome", None),
+            ("wait_min", None),
+            ("estimated_wait_min", None),
+            ("estimate_error_min", None),
+        ),
+    ),
+    Table(
+        "friction_events",
+        key=("appointment_id", "rule", "hit_key"),
+        version="version",
+        columns=(
+            ("appointment_id", ""),
+            ("rule", ""),
+            ("hit_key", ""),
+            ("version", 0),
+            ("is_deleted", 0),
+            ("severity", ""),
+            ("site_id", ""),
+            ("department", ""),
+            ("provider_id", None),
+            ("modality", None),
+            ("occurred_at", 0),
+            ("scheduled_start", None),
+            ("value", 0.0),
+            ("threshold", 0.0),
+        ),
+    ),
+    Table(
+        "patient_journeys",
+        key=("patient_key",),
+        version="version",
+        columns=(
+            ("patient_key", ""),
+            ("version", 0),
+            ("appointments", 0),
+            ("visits_completed", 0),
+            ("no_shows", 0),
+            ("late_cancellations", 0),
+            ("first_seen_at", None),
+            ("last_completed_visit_at", None),
+            ("days_since_previous_completed_visit", None),
+            ("friction_visits", 0),
+            ("friction_visits_returned_90d", 0),
+            ("friction_visits_decided_90d", 0),
+            ("clean_visits", 0),
+            ("clean_visits_returned_90d", 0),
+            ("clean_visits_decided_90d", 0),
+        ),
+    ),
+    Table(
+        "patient_visits",
+        key=("patient_key", "appointment_id"),
+        version="version",
+        columns=(
+            ("patient_key", ""),
+            ("appointment_id", ""),
+            ("version", 0),
+            ("is_deleted", 0),
+            ("site_id", ""),
+            ("department", ""),
+            ("provider_id", None),
+            ("visit_at", 0),
+            ("had_friction", 0),
+            ("friction_rules", ()),
+            ("returned_within_90d", None),
+            ("days_to_next_visit", None),
+        ),
+    ),
+    Table(
+        "site_hourly",
+        key=("site_id", "department", "hour"),
+        version="computed_at",
+        columns=(
+            ("site_id", ""),
+            ("department", ""),
+            ("hour", 0),
+            ("computed_at", 0),
+            ("appointments", 0),
+            ("in_person", 0),
+            ("telehealth", 0),
+            ("arrivals", 0),
+            ("completed", 0),
+            ("no_shows", 0),
+            ("cancellations", 0),
+            ("late_cancellations", 0),
+            ("left_without_being_seen", 0),
+            ("lobby_wait_n", 0),
+            ("lobby_wait_sum_min", 0.0),
+            ("lobby_wait_p50_min", None),
+            ("lobby_wait_p90_min", None),
+            ("room_wait_n", 0),
+            ("room_wait_sum_min", 0.0),
+            ("room_wait_p50_min", None),
+            ("room_wait_p90_min", None),
+            ("provider_delay_n", 0),
+            ("provider_delay_sum_min", 0.0),
+            ("cycle_time_n", 0),
+            ("cycle_time_sum_min", 0.0),
+            ("cycle_time_p50_min", None),
+            ("telehealth_connected", 0),
+            ("telehealth_abandoned", 0),
+            ("friction_count", 0),
+        ),
+    ),
+    Table(
+        "pipeline_markers",
+        key=("marker_id", "stage", "input_topic", "input_partition", "output_partition"),
+        version="written_at",
+        columns=(
+            ("marker_id", ""),
+            ("stage", ""),
+            ("input_topic", ""),
+            ("input_partition", 0),
+            ("output_partition", 0),
+            ("watermark", None),
+            ("written_at", 0),
+        ),
+    ),
+)}
