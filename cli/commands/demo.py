@@ -11,8 +11,8 @@ from __future__ import annotations
 import argparse
 import shutil
 import time
-from pathlib import Path
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from runtime.config import load_settings
