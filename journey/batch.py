@@ -8,7 +8,7 @@ injected (the worker passes Kafka's murmur2, the offline pipeline a single parti
 >>> from journey.batch import JourneyStep, PatientStep, Record
 >>> from journey.ingest import Edge
 >>> from journey.metrics import JourneyPolicy
->>> from journey.processor import JourneyProcessor, PatientProcessor
+>>> from journey.processor import JourneyProcessor, JourneyStores, PatientProcessor
 >>> from journey.pseudonym import Pseudonymizer
 >>> step = JourneyStep(Edge(Pseudonymizer(b"k" * 32)),
 ...     JourneyProcessor(JourneyPolicy(), rules=(), lateness_ms=0, retention_ms=0), lambda key: 0)
@@ -17,8 +17,8 @@ injected (the worker passes Kafka's murmur2, the offline pipeline a single parti
 ...     b' "appointment_id": "a1", "site_id": "s1", "department": "cardiology",'
 ...     b' "scheduled_start": "2026-03-02T09:00:00Z", "duration_min": 20, "visit_type": "new",'
 ...     b' "modality": "in_person"}')
->>> store = {}
->>> out = step.run([Record(booked, None, 0, 1), Record(b"{", None, 0, 2)], lambda partition: store)
+>>> stores = JourneyStores(hot={}, archive={})
+>>> out = step.run([Record(booked, None, 0, 1), Record(b"{", None, 0, 2)], lambda partition: stores)
 >>> [row["status"] for row in out.rows("appointment_journeys")], [d.reason for _, d in out.dead]
 (['scheduled'], ['malformed_json'])
 >>> patients = PatientStep(PatientProcessor())
@@ -37,12 +37,14 @@ from typing import Any
 from journey.facts import MS, Fact
 from journey.ingest import Accepted, DeadLetter, Edge
 from journey.patient import PatientEmission
-from journey.processor import JourneyProcessor, PatientProcessor
+from journey.processor import JourneyProcessor, JourneyStores, PatientProcessor
 from journey.state import Bundle, Emission
+from schemas.timestamps import DAY_MS
 
 Store = MutableMapping[str, bytes]
-# The store of a partition. The worker's also points Faust's table writes at that
-# partition's changelog, so it is asked for right before the partition is processed.
+# The stores of a partition. The worker's also point Faust's table writes at that
+# partition's changelog, so they are asked for right before the partition is processed.
+StoresFor = Callable[[int], JourneyStores]
 StoreFor = Callable[[int], Store]
 PatientUpdates = dict[int, dict[str, list[dict[str, Any]]]]
 
@@ -74,45 +76,66 @@ class StepOutput:
 
 
 class JourneyStep:
-    """Facts of a batch into journey states; new versions out, routed."""
+    """Facts of a batch into journey states; new versions out, routed.
 
-    def __init__(self, edge: Edge, journeys: JourneyProcessor, patient_partition: Callable[[str], int]):
+    ``too_late_ms``: a fact older than the watermark by more than this is refused as
+    ``too_late`` (a dead letter, counted) instead of reopening a journey that old.
+    """
+
+    def __init__(self, edge: Edge, journeys: JourneyProcessor, patient_partition: Callable[[str], int],
+                 too_late_ms: int | None = None):
         self.edge = edge
         self.journeys = journeys
         self.patient_partition = patient_partition
+        self.too_late_ms = too_late_ms
+        self.too_late = 0
 
-    def run(self, records: Sequence[Record], store_for: StoreFor, received_ms: int = 0) -> StepOutput:
+    def run(self, records: Sequence[Record], stores_for: StoresFor, received_ms: int | None = None,
+            now_s: float = 0.0) -> StepOutput:
         """Validate every record, advance the watermark over the whole batch, then apply
         each partition's facts and fire its due timers (one state read and write per
-        touched appointment)."""
+        touched appointment). ``received_ms`` (wall clock) bounds how far ahead an event
+        may be dated; ``now_s`` (processing time) tells quiet inputs (see ``Watermark``)."""
         out = StepOutput()
-        by_partition: dict[int, dict[str, list[Fact]]] = {}
-        events: list[dict[str, Any]] = []
+        accepted: list[tuple[Record, Accepted]] = []
+        partitions: dict[int, dict[str, list[Fact]]] = {}
         for record in records:
+            partitions.setdefault(record.partition, defaultdict(list))
             outcome = self.edge.accept(record.value, record.topic, record.partition, record.offset, received_ms)
-            facts = by_partition.setdefault(record.partition, defaultdict(list))
             if isinstance(outcome, Accepted):
-                facts[outcome.appointment_id].append(outcome.fact)
-                events.append(outcome.row)
+                accepted.append((record, outcome))
             else:
                 out.dead.append((record, outcome))
+        # The whole batch first, so that every partition of it is evaluated at one watermark.
+        self.journeys.observe((((record.topic, record.partition), outcome.fact[MS]) for record, outcome in accepted),
+                              now_s)
+        too_late_ms = self.too_late_ms
+        horizon = None if too_late_ms is None else self.journeys.watermark.value - too_late_ms
+        events: list[dict[str, Any]] = []
+        for record, outcome in accepted:
+            if horizon is not None and too_late_ms is not None and outcome.fact[MS] < horizon:
+                self.too_late += 1
+                out.dead.append((record, self.edge.refuse(
+                    "too_late", f"occurred_at: more than {too_late_ms / DAY_MS:g} days before the watermark "
+                    "(JOURNEYS_TOO_LATE_AFTER_DAYS)", record.topic, record.partition, record.offset, received_ms)))
+                continue
+            partitions[record.partition][outcome.appointment_id].append(outcome.fact)
+            events.append(outcome.row)
         out.valid = len(events)
         if out.dead:
             out.bundles.append({"deadletters": [dead.row for _, dead in out.dead]})
         if events:
             out.bundles.append({"events": events})
-        # The whole batch first, so that every partition of it is evaluated at one watermark.
-        self.journeys.observe(fact[MS] for facts in by_partition.values() for batch in facts.values() for fact in batch)
-        for partition, facts in by_partition.items():
-            store = store_for(partition)
-            self._route(self.journeys.process(store, partition, facts), out)
-            self._route(self.journeys.fire(store, partition), out)
+        for partition, facts in partitions.items():
+            stores = stores_for(partition)
+            self._route(self.journeys.process(stores, partition, facts), out)
+            self._route(self.journeys.fire(stores, partition), out)
         return out
 
-    def fire(self, partition: int, store: Store) -> StepOutput:
+    def fire(self, partition: int, stores: JourneyStores) -> StepOutput:
         """Only the timers of ``partition`` (after the watermark moved without new facts)."""
         out = StepOutput()
-        self._route(self.journeys.fire(store, partition), out)
+        self._route(self.journeys.fire(stores, partition), out)
         return out
 
     def _route(self, emissions: Iterable[Emission], out: StepOutput) -> None:

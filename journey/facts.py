@@ -22,9 +22,12 @@ before a fact exists, so no state store or topic downstream of the edge holds it
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
+
+import orjson
 
 from schemas.events import Envelope
 from schemas.timestamps import epoch_ms
@@ -86,3 +89,21 @@ def _family_fields(model: type[Envelope]) -> tuple[str, ...]:
     if names is None:
         names = _FAMILY_FIELDS[model] = tuple(name for name in model.model_fields if name not in _ENVELOPE_FIELDS)
     return names
+
+
+def fact_digest(fact: Fact) -> int:
+    """A 63-bit digest of a fact's canonical bytes: which of two copies of one event wins.
+
+    The smallest digest wins, in the journey state and in ``journeys.events`` (whose
+    ``copy_rank`` is :func:`copy_rank`), so the choice never depends on arrival order.
+
+    >>> fact_digest([1, "patient.arrived", "kiosk", "e1", "s1", "d", None, "pk", {}]) < 2**63
+    True
+    """
+    canonical = orjson.dumps(fact, option=orjson.OPT_SORT_KEYS)
+    return int.from_bytes(hashlib.blake2b(canonical, digest_size=8).digest(), "big") >> 1
+
+
+def copy_rank(fact: Fact) -> int:
+    """``journeys.events``' ReplacingMergeTree version: larger for the winning copy."""
+    return (1 << 63) - fact_digest(fact)

@@ -29,6 +29,7 @@ from journey.facts import (
     SOURCE,
     TYPE,
     Fact,
+    copy_rank,
     fact_from_event,
 )
 from journey.pseudonym import Pseudonymizer
@@ -58,20 +59,41 @@ class Edge:
         pseudonymize: Pseudonymizer,
         topics: Mapping[Family, str] = DEFAULT_TOPICS,
         attributes_allowlist: Iterable[str] = (),
+        max_future_skew_ms: int | None = None,
     ):
         self.pseudonymize = pseudonymize
         self.topics = dict(topics)
         self.allowlist = tuple(attributes_allowlist)
+        self.max_future_skew_ms = max_future_skew_ms
 
-    def accept(self, raw: bytes, topic: str | None, partition: int, offset: int, received_ms: int = 0) -> Accepted | DeadLetter:
-        """``topic=None`` for events read from a file: the family then comes from ``event_type``."""
+    def accept(self, raw: bytes, topic: str | None, partition: int, offset: int,
+               received_ms: int | None = None) -> Accepted | DeadLetter:
+        """``topic=None`` for events read from a file: the family then comes from ``event_type``.
+
+        ``received_ms``: when the message reached the pipeline (wall clock); an event dated
+        more than ``max_future_skew_ms`` after it is refused (``future_timestamp``): a clock
+        that far ahead would otherwise pull event time forward. ``None`` (a file): not checked.
+        """
         verdict = decode(raw, topic, self.topics)
         if isinstance(verdict, Rejected):
-            return DeadLetter(verdict.reason, verdict.detail, {
-                "topic": topic or "file", "partition": partition, "offset": offset,
-                "reason": verdict.reason, "detail": verdict.detail, "received_at": received_ms,
-            })
-        return self._accepted(verdict, topic, partition, offset, received_ms)
+            return self.refuse(verdict.reason, verdict.detail, topic, partition, offset, received_ms)
+        accepted = self._accepted(verdict, topic, partition, offset, received_ms or 0)
+        skew = self.max_future_skew_ms
+        if skew is not None and received_ms is not None and accepted.fact[MS] > received_ms + skew:
+            ahead = (accepted.fact[MS] - received_ms) / 60_000
+            return self.refuse("future_timestamp", f"occurred_at: {ahead:.0f} min after the pipeline received it "
+                               f"(at most {skew / 60_000:g} min allowed: JOURNEYS_MAX_FUTURE_SKEW_MIN)",
+                               topic, partition, offset, received_ms)
+        return accepted
+
+    @staticmethod
+    def refuse(reason: str, detail: str, topic: str | None, partition: int, offset: int,
+               received_ms: int | None) -> DeadLetter:
+        """The dead letter of a message refused for ``reason`` (its row for ``deadletters``)."""
+        return DeadLetter(reason, detail, {
+            "topic": topic or "file", "partition": partition, "offset": offset,
+            "reason": reason, "detail": detail, "received_at": received_ms or 0,
+        })
 
     def _accepted(self, event: Envelope, topic: str | None, partition: int, offset: int, received_ms: int) -> Accepted:
         values = event.__dict__  # the validated field values, without pydantic's attribute machinery
@@ -93,5 +115,6 @@ class Edge:
             "partition": partition,
             "offset": offset,
             "ingested_at": received_ms,
+            "copy_rank": copy_rank(fact),
         }
         return Accepted(values["appointment_id"], fact, row)

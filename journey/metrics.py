@@ -20,6 +20,7 @@ from operator import itemgetter
 from typing import Any
 
 from journey.facts import DEPARTMENT, EVENT_ID, FIELDS, MS, PATIENT, PROVIDER, SITE, SOURCE, TYPE, Fact
+from schemas.events import WITHDRAWN
 from schemas.timestamps import DAY_MS, HOUR_MS, MINUTE_MS, minutes_between
 
 IN_PERSON_STAGES: tuple[tuple[str, str, str], ...] = (
@@ -133,8 +134,29 @@ def _start_order(pair: tuple[Fact, Fact | None]) -> tuple[int, str, str]:
     return _event_order(pair[0])
 
 
+def withdrawn_removed(facts: list[Fact]) -> list[Fact]:
+    """The facts without those a correction withdrew (``event.withdrawn``: every fact of
+    its ``withdrawn_event_type`` at or before it), whatever order they arrived in. The
+    corrections themselves stay: they are events of the journey (``event_count``).
+
+    >>> checked_in = [10, "patient.checked_in", "hl7", "a04", "s1", "d", None, "pk", {"channel": "front_desk"}]
+    >>> cancel = [20, "event.withdrawn", "hl7", "a11", "s1", "d", None, "pk", {"withdrawn_event_type": "patient.checked_in"}]
+    >>> again = [30, "patient.checked_in", "hl7", "a04b", "s1", "d", None, "pk", {"channel": "front_desk"}]
+    >>> [f[EVENT_ID] for f in withdrawn_removed([cancel, checked_in, again])]
+    ['a11', 'a04b']
+    """
+    cutoffs: dict[str, int] = {}
+    for fact in facts:
+        if fact[TYPE] == WITHDRAWN:
+            withdrawn = fact[FIELDS]["withdrawn_event_type"]
+            cutoffs[withdrawn] = max(cutoffs.get(withdrawn, fact[MS]), fact[MS])
+    if not cutoffs:
+        return facts
+    return [fact for fact in facts if fact[MS] > cutoffs.get(fact[TYPE], fact[MS] - 1)]
+
+
 def compute_journey(appointment_id: str, facts: list[Fact], watermark_ms: int, policy: JourneyPolicy) -> JourneyView:
-    facts = sorted(facts, key=_event_order)
+    facts = sorted(withdrawn_removed(facts), key=_event_order)
     # One pass in event-time order: the first fact of each type, and what needs more than the first.
     first: dict[str, Fact] = {}
     latest_schedule: Fact | None = None

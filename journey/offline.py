@@ -26,7 +26,7 @@ from typing import Any
 
 from journey.batch import JourneyStep, PatientStep, Record, StepOutput
 from journey.ingest import Edge
-from journey.processor import NO_WATERMARK, JourneyProcessor, PatientProcessor
+from journey.processor import NO_WATERMARK, JourneyProcessor, JourneyStores, PatientProcessor
 from journey.state import Bundle
 
 
@@ -49,12 +49,13 @@ class OfflineResult:
 
 
 class OfflinePipeline:
-    def __init__(self, edge: Edge, journeys: JourneyProcessor, batch_size: int = 2000):
+    def __init__(self, edge: Edge, journeys: JourneyProcessor, batch_size: int = 2000,
+                 too_late_ms: int | None = None):
         self.journeys = journeys
-        self.step = JourneyStep(edge, journeys, patient_partition=lambda patient_key: 0)
+        self.step = JourneyStep(edge, journeys, patient_partition=lambda patient_key: 0, too_late_ms=too_late_ms)
         self.patients = PatientStep(PatientProcessor())
         self.batch_size = batch_size
-        self.journey_store: dict[str, bytes] = {}
+        self.journey_stores = JourneyStores(hot={}, archive={})
         self.patient_store: dict[str, bytes] = {}
 
     def run(self, lines: Iterable[bytes]) -> OfflineResult:
@@ -70,15 +71,16 @@ class OfflinePipeline:
             max_seen = max(max_seen, self._batch(batch, result))
         # End of input is final.
         self.journeys.watermark.finish(max_seen)
-        self._collect(self.step.fire(0, self.journey_store), result)
+        self._collect(self.step.fire(0, self.journey_stores), result)
         self.patients.patients.watermark.finish(max_seen)
         self._patients({}, result)
         result.counts["duplicates"] = self.journeys.duplicates
         result.counts["late_events"] = self.journeys.late_events
+        result.counts["too_late"] = self.step.too_late
         return result
 
     def _batch(self, records: list[Record], result: OfflineResult) -> int:
-        out = self.step.run(records, lambda partition: self.journey_store)
+        out = self.step.run(records, lambda partition: self.journey_stores)
         result.counts["read"] += len(records)
         result.counts["valid"] += out.valid
         result.counts["dead_lettered"] += len(out.dead)

@@ -2,20 +2,20 @@
 
 Transport-free: a processor works against any mutable mapping of key -> state bytes
 (a Faust table in the worker, a dict offline), so the same code runs live, in a
-replay and in tests. Event time only: the :class:`Watermark` is the largest
-``occurred_at`` seen less the allowed lateness, and per-partition :class:`Timers`
-re-evaluate journeys when it passes their deadlines (no-show, close, eviction).
+replay and in tests. Event time only: the :class:`Watermark` follows the slowest active
+input less the allowed lateness, and per-partition :class:`Timers` re-evaluate journeys
+when it passes their deadlines (no-show, close, archiving).
 
->>> from journey.processor import JourneyProcessor
+>>> from journey.processor import JourneyProcessor, JourneyStores
 >>> from journey.metrics import JourneyPolicy
 >>> processor = JourneyProcessor(JourneyPolicy(), rules=(), lateness_ms=0, retention_ms=86_400_000)
->>> store = {}
+>>> stores = JourneyStores(hot={}, archive={})
 >>> booked = [0, "appointment.booked", "cadence", "b1", "s1", "cardiology", "dr1", "pk",
 ...     {"scheduled_start": 3_600_000, "duration_min": 20, "visit_type": "new", "modality": "in_person"}]
->>> [e.bundle["appointment_journeys"][0]["status"] for e in processor.process(store, 0, {"a1": [booked]})]
+>>> [e.bundle["appointment_journeys"][0]["status"] for e in processor.process(stores, 0, {"a1": [booked]})]
 ['scheduled']
 >>> processor.watermark.finish(3_600_000 + 30 * 60_000)
->>> [e.bundle["appointment_journeys"][0]["status"] for e in processor.fire(store, 0)]
+>>> [e.bundle["appointment_journeys"][0]["status"] for e in processor.fire(stores, 0)]
 ['no_show']
 """
 
@@ -24,7 +24,8 @@ from __future__ import annotations
 import functools
 import gc
 import heapq
-from collections.abc import Callable, Iterable, Mapping, MutableMapping
+import zlib
+from collections.abc import Callable, Hashable, Iterable, Mapping, MutableMapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -64,18 +65,48 @@ def _collector_paused(method: _Call) -> _Call:
 
 
 class Watermark:
-    """Largest event time seen, less the allowed lateness; end of input makes it exact."""
+    """Event time as the input has shown it, robust to one input running ahead.
 
-    __slots__ = ("lateness_ms", "max_seen_ms", "finished_ms")
+    Each input (a topic partition: one source's stream) keeps the largest ``occurred_at``
+    it carried. The watermark is the smallest of those over the inputs heard from within
+    the last ``idle_after_s`` seconds of processing time, less the allowed lateness: an
+    input running ahead (one bad clock, a second source's history) does not move it for
+    the others, and an input gone quiet does not hold it back (Flink's per-partition
+    watermarks with idleness). It never goes back; end of input (:meth:`finish`) makes it
+    exact. The caller passes the processing time, so the core never reads a clock.
 
-    def __init__(self, lateness_ms: int):
+    >>> mark = Watermark(lateness_ms=0, idle_after_s=30)
+    >>> mark.observe("checkin:0", 5_000, now_s=0); mark.observe("scheduling:0", 9_999_999, now_s=0)
+    >>> mark.advance(now_s=0); mark.value
+    5000
+    >>> mark.advance(now_s=31); mark.value  # both quiet: nothing moves
+    5000
+    >>> mark.observe("scheduling:0", 10_000_000, now_s=40); mark.advance(now_s=40); mark.value
+    10000000
+    """
+
+    __slots__ = ("lateness_ms", "idle_after_s", "inputs", "heard", "max_seen_ms", "live_ms", "finished_ms")
+
+    def __init__(self, lateness_ms: int, idle_after_s: float = 30.0):
         self.lateness_ms = lateness_ms
+        self.idle_after_s = idle_after_s
+        self.inputs: dict[Hashable, int] = {}
+        self.heard: dict[Hashable, float] = {}
         self.max_seen_ms = NO_WATERMARK
+        self.live_ms = NO_WATERMARK
         self.finished_ms = NO_WATERMARK
 
-    def observe(self, occurred_ms: int) -> None:
-        if occurred_ms > self.max_seen_ms:
-            self.max_seen_ms = occurred_ms
+    def observe(self, source: Hashable, occurred_ms: int, now_s: float) -> None:
+        if occurred_ms > self.inputs.get(source, NO_WATERMARK):
+            self.inputs[source] = occurred_ms
+            if occurred_ms > self.max_seen_ms:
+                self.max_seen_ms = occurred_ms
+        self.heard[source] = now_s
+
+    def advance(self, now_s: float) -> None:
+        active = [ms for source, ms in self.inputs.items() if now_s - self.heard[source] <= self.idle_after_s]
+        if active:
+            self.live_ms = max(self.live_ms, min(active) - self.lateness_ms)
 
     def finish(self, end_ms: int) -> None:
         """End of input: everything up to ``end_ms`` has been seen, lateness no longer applies."""
@@ -83,8 +114,7 @@ class Watermark:
 
     @property
     def value(self) -> int:
-        live = self.max_seen_ms - self.lateness_ms if self.max_seen_ms != NO_WATERMARK else NO_WATERMARK
-        return max(live, self.finished_ms)
+        return max(self.live_ms, self.finished_ms)
 
 
 @dataclass(slots=True)
@@ -108,22 +138,37 @@ class Timers:
         return list(due)
 
 
-class JourneyProcessor:
-    """Applies facts to journey states and emits new versions; fires event-time timers."""
+@dataclass(slots=True)
+class JourneyStores:
+    """Where journey states live: ``hot`` the open journeys (timers are rebuilt from it),
+    ``archive`` the closed ones, compressed, until a late fact brings one back."""
 
-    def __init__(self, policy: JourneyPolicy, rules: tuple[Rule, ...], lateness_ms: int, retention_ms: int):
+    hot: MutableMapping[str, bytes]
+    archive: MutableMapping[str, bytes]
+
+
+class JourneyProcessor:
+    """Applies facts to journey states and emits new versions; fires event-time timers.
+
+    A closed journey older than ``retention_ms`` (event time) leaves the hot state for the
+    archive with all its facts and its version; a fact for it brings it back, so no
+    accepted fact is left out of its journey and versions never go backwards.
+    """
+
+    def __init__(self, policy: JourneyPolicy, rules: tuple[Rule, ...], lateness_ms: int, retention_ms: int,
+                 idle_after_s: float = 30.0):
         self.policy = policy
         self.rules = rules
         self.retention_ms = retention_ms
-        self.watermark = Watermark(lateness_ms)
+        self.watermark = Watermark(lateness_ms, idle_after_s)
         self.timers: dict[int, Timers] = {}
         self.late_events = 0
         self.duplicates = 0
+        self.archived = 0
+        self.returns = 0
 
     @_collector_paused
-    def process(
-        self, store: MutableMapping[str, bytes], partition: int, batch: Mapping[str, list[Fact]]
-    ) -> list[Emission]:
+    def process(self, stores: JourneyStores, partition: int, batch: Mapping[str, list[Fact]]) -> list[Emission]:
         """Apply each appointment's new facts (one state read and write per appointment).
 
         Call :meth:`observe` with the whole input batch first, so that every partition of
@@ -131,24 +176,25 @@ class JourneyProcessor:
         watermark = self.watermark.value
         emissions = []
         for appointment_id, facts in batch.items():
-            raw = store.get(appointment_id)
-            state = JourneyState.from_bytes(raw) if raw is not None else JourneyState()
+            state = self._load(stores, appointment_id) or JourneyState()
             for fact in facts:
                 self.duplicates += not state.add(fact)
-            emission = self._evaluate(store, partition, appointment_id, state, watermark)
+            emission = self._evaluate(stores, partition, appointment_id, state, watermark)
             if emission is not None:
                 emissions.append(emission)
         return emissions
 
-    def observe(self, occurred_ms: Iterable[int]) -> None:
-        """Advance the watermark over a batch's event times; count those older than it was (late)."""
+    def observe(self, occurred: Iterable[tuple[Hashable, int]], now_s: float = 0.0) -> None:
+        """Advance the watermark over a batch's (input, event time) pairs; count the facts
+        older than it was (late)."""
         watermark_before = self.watermark.value
-        for moment in occurred_ms:
+        for source, moment in occurred:
             self.late_events += moment < watermark_before
-            self.watermark.observe(moment)
+            self.watermark.observe(source, moment, now_s)
+        self.watermark.advance(now_s)
 
     @_collector_paused
-    def fire(self, store: MutableMapping[str, bytes], partition: int) -> list[Emission]:
+    def fire(self, stores: JourneyStores, partition: int) -> list[Emission]:
         """Re-evaluate the journeys of ``partition`` whose deadlines the watermark passed."""
         timers = self.timers.get(partition)
         if timers is None:
@@ -156,10 +202,10 @@ class JourneyProcessor:
         watermark = self.watermark.value
         emissions = []
         for appointment_id in timers.pop_due(watermark):
-            raw = store.get(appointment_id)
+            raw = stores.hot.get(appointment_id)
             if raw is None:
                 continue
-            emission = self._evaluate(store, partition, appointment_id, JourneyState.from_bytes(raw), watermark)
+            emission = self._evaluate(stores, partition, appointment_id, JourneyState.from_bytes(raw), watermark)
             if emission is not None:
                 emissions.append(emission)
         return emissions
@@ -168,26 +214,42 @@ class JourneyProcessor:
         """After a restart or rebalance: re-evaluate the stored journeys of ``partitions``."""
         return _reschedule(self.timers, store, partitions)
 
+    def _load(self, stores: JourneyStores, appointment_id: str) -> JourneyState | None:
+        raw = stores.hot.get(appointment_id)
+        if raw is not None:
+            return JourneyState.from_bytes(raw)
+        archived = stores.archive.get(appointment_id)
+        if archived is None:
+            return None
+        del stores.archive[appointment_id]
+        self.returns += 1
+        state = JourneyState.from_bytes(zlib.decompress(archived))
+        state.dirty = True  # back in the hot state: written there below
+        return state
+
     def _evaluate(
-        self, store: MutableMapping[str, bytes], partition: int, appointment_id: str, state: JourneyState, watermark: int
+        self, stores: JourneyStores, partition: int, appointment_id: str, state: JourneyState, watermark: int
     ) -> Emission | None:
         emission, deadlines = state.evaluate(appointment_id, watermark, self.policy, self.rules)
         if emission is not None:
             emission.patient_update["watermark"] = watermark
         elif _evictable(state, watermark, self.policy, self.retention_ms):
-            store.pop(appointment_id, None)
+            state.partition = partition
+            stores.archive[appointment_id] = zlib.compress(state.to_bytes(), 1)
+            stores.hot.pop(appointment_id, None)
+            self.archived += 1
             return None
         evict_at = max(deadlines, default=watermark) + self.retention_ms
         self.timers.setdefault(partition, Timers()).push_future(appointment_id, (*deadlines, evict_at), watermark)
         if state.dirty:
             state.partition = partition
-            store[appointment_id] = state.to_bytes()
+            stores.hot[appointment_id] = state.to_bytes()
             state.dirty = False
         return emission
 
 
 def _evictable(state: JourneyState, watermark: int, policy: JourneyPolicy, retention_ms: int) -> bool:
-    """A closed journey is dropped once it is older than the retention, in event time."""
+    """A closed journey leaves the hot state once it is older than the retention, in event time."""
     latest = max(fact[MS] for fact in state.facts.values())
     starts = [fact[FIELDS]["scheduled_start"] for fact in state.facts.values() if "scheduled_start" in fact[FIELDS]]
     anchor = max([latest, *starts])
@@ -223,7 +285,8 @@ class PatientProcessor:
             raw = store.get(patient_key)
             state = PatientState.from_bytes(raw) if raw is not None else PatientState()
             for update in updates:
-                self.watermark.observe(update["watermark"])
+                self.watermark.observe(None, update["watermark"], 0.0)
+                self.watermark.advance(0.0)
                 state.update(update)
             emission = self._evaluate(store, partition, patient_key, state)
             if emission is not None:

@@ -4,12 +4,17 @@ A :class:`JourneyState` is the deduplicated set of an appointment's facts plus t
 version and row keys it last emitted. Applying facts is idempotent and commutative;
 :meth:`JourneyState.evaluate` turns the state and a watermark into versioned rows.
 
-The version is ``4 * number_of_facts + stage`` where stage records what the
-watermark alone decided: a no-show inferred at the deadline (1), the journey closed
-(2). The facts only grow and, for given facts, these only turn on as the watermark
-passes, so a later state always carries a larger version, and the same facts at the
-same stage always give the same rows: the ClickHouse tables keep the row with the
-largest version.
+The version is ``4 * copies + stage``: ``copies`` counts every distinct copy of every
+event seen (a redelivery is the same copy; a second copy of one ``event_id`` with a
+different payload is another), and stage records what the watermark alone decided: a
+no-show inferred at the deadline (1), the journey closed (2). Copies only grow and, for
+given facts, these only turn on as the watermark passes, so a later state always carries
+a larger version, and the same copies at the same stage always give the same rows, in
+any arrival order: the ClickHouse tables keep the row with the largest version.
+
+Of two copies of one event, the journey keeps the one with the smallest
+:func:`journey.facts.fact_digest`, whatever order they came in; ``journeys.events``
+keeps the same one (its ``copy_rank`` orders copies the same way).
 
 >>> from journey.state import JourneyState
 >>> from journey.metrics import JourneyPolicy
@@ -31,7 +36,7 @@ from typing import Any
 
 import orjson
 
-from journey.facts import EVENT_ID, SOURCE, Fact
+from journey.facts import EVENT_ID, SOURCE, Fact, fact_digest
 from journey.friction import Rule
 from journey.friction import evaluate as evaluate_friction
 from journey.metrics import (
@@ -61,11 +66,13 @@ class Emission:
 class JourneyState:
     """Facts keyed by (source, event_id), and the row keys of the last emitted version."""
 
-    __slots__ = ("facts", "version", "emitted", "partition", "dirty", "clock")
+    __slots__ = ("facts", "others", "version", "emitted", "partition", "dirty", "clock")
 
     def __init__(self, facts: dict[str, Fact] | None = None, version: int = 0, emitted: list[str] | None = None,
-                 partition: int = 0):
+                 partition: int = 0, others: dict[str, list[int]] | None = None):
         self.facts: dict[str, Fact] = facts or {}
+        # Digests of the copies seen besides the kept one, per dedupe key (rare: conflicting resends).
+        self.others: dict[str, list[int]] = others or {}
         self.version = version
         self.emitted: list[str] = emitted or []
         # The source partition, kept so that timers can be rebuilt per partition after a rebalance.
@@ -78,22 +85,31 @@ class JourneyState:
     # -- persistence ---------------------------------------------------------------
 
     def to_bytes(self) -> bytes:
-        return orjson.dumps({"f": list(self.facts.values()), "v": self.version, "e": self.emitted, "p": self.partition,
-                             "c": self.clock})
+        data = {"f": list(self.facts.values()), "v": self.version, "e": self.emitted, "p": self.partition,
+                "c": self.clock}
+        if self.others:
+            data["o"] = self.others
+        return orjson.dumps(data)
 
     @classmethod
     def from_bytes(cls, raw: bytes) -> JourneyState:
         data = orjson.loads(raw)
         # The dedupe key inline (`_dedupe_key`): a call per fact is a third of the cost.
-        state = cls({f"{f[SOURCE]}\x1f{f[EVENT_ID]}": f for f in data["f"]}, data["v"], data["e"], data["p"])
+        state = cls({f"{f[SOURCE]}\x1f{f[EVENT_ID]}": f for f in data["f"]}, data["v"], data["e"], data["p"],
+                    data.get("o"))
         state.clock = data.get("c")  # absent in states written before the clock was kept
         return state
 
     # -- transitions -----------------------------------------------------------------
 
+    @property
+    def copies(self) -> int:
+        return len(self.facts) + sum(map(len, self.others.values()))
+
     def add(self, fact: Fact) -> bool:
-        """Add a fact; ``False`` for a duplicate. Of two differing copies the canonically
-        smaller is kept, so the surviving copy does not depend on arrival order."""
+        """Add a fact; ``False`` for a duplicate. A copy with another payload counts as a
+        new copy (the version grows), and of all copies the one with the smallest digest
+        is kept, so the surviving copy does not depend on arrival order."""
         key = _dedupe_key(fact)
         known = self.facts.get(key)
         if known is None:
@@ -101,10 +117,20 @@ class JourneyState:
             self.dirty = True
             self.clock = None
             return True
-        if known != fact and orjson.dumps(fact) < orjson.dumps(known):
+        if known == fact:
+            return False
+        digest, known_digest = fact_digest(fact), fact_digest(known)
+        others = self.others.setdefault(key, [])
+        if digest in others or digest == known_digest:
+            return False
+        if digest < known_digest:
             self.facts[key] = fact
-            self.dirty = True
-            self.clock = None
+            others.append(known_digest)
+        else:
+            others.append(digest)
+        others.sort()
+        self.dirty = True
+        self.clock = None
         return False
 
     def evaluate(
@@ -115,11 +141,11 @@ class JourneyState:
         if self.clock is not None:
             # The facts are those last evaluated (a timer firing): only the watermark moved,
             # and the stage is all it can change, so the journey need not be recomputed.
-            if 4 * len(self.facts) + watermark_stage(self.clock, watermark_ms, policy) <= self.version:
+            if 4 * self.copies + watermark_stage(self.clock, watermark_ms, policy) <= self.version:
                 return None, stage_deadlines(self.clock, policy)
         view = compute_journey(appointment_id, list(self.facts.values()), watermark_ms, policy)
         self.clock = view.clock
-        version = 4 * len(self.facts) + view.stage
+        version = 4 * self.copies + view.stage
         if version <= self.version:
             return None, view.deadlines
         hits = evaluate_friction(view, rules)

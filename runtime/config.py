@@ -97,7 +97,18 @@ class Settings(BaseSettings):
     no_show_grace_min: float = Field(default=30.0, ge=0)
     late_cancel_window_h: float = Field(default=24.0, ge=0)
     journey_close_after_h: float = Field(default=24.0, gt=0, description="after scheduled_start, event time")
-    journey_retention_days: float = Field(default=30.0, gt=0, description="closed journeys kept for late events")
+    journey_retention_days: float = Field(
+        default=2.0, gt=0, description="closed journeys stay in the hot state this long (event time), then the "
+        "archive keeps them, compressed, until a late fact brings one back")
+    too_late_after_days: float = Field(
+        default=400.0, gt=0, description="a fact older than the watermark by more than this is refused as too_late "
+        "(a dead letter, counted); the default covers a year's backfill")
+    max_future_skew_min: float = Field(
+        default=60.0, ge=0, description="an event dated more than this after the pipeline received it is refused "
+        "as future_timestamp (one bad clock must not pull event time forward)")
+    watermark_idle_s: float = Field(
+        default=30.0, gt=0, description="an input partition quiet this long (processing time) stops holding the "
+        "watermark back until it carries a record again")
     friction_rules_file: Path | None = None
     pseudonym_key: SecretStr | None = None
     attributes_allowlist: tuple[str, ...] = ()

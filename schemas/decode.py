@@ -18,6 +18,7 @@ from schemas.events import (
     DEFAULT_TOPICS,
     EVENT_ADAPTER,
     FAMILY_BY_TYPE,
+    WITHDRAWN,
     Envelope,
     Family,
 )
@@ -30,8 +31,13 @@ Reason = Literal[
     "invalid_value",
     "naive_timestamp",
     "unsupported_schema_version",
+    "timestamp_out_of_range",
 ]
 REASONS: tuple[Reason, ...] = Reason.__args__  # type: ignore[attr-defined]
+# Dead-letter reasons decided after decoding, with the pipeline's clock and watermark
+# (journey.ingest, journey.batch): a valid event the pipeline refuses, visibly.
+RefusalReason = Literal["future_timestamp", "too_late"]
+REFUSAL_REASONS: tuple[RefusalReason, ...] = RefusalReason.__args__  # type: ignore[attr-defined]
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,7 +51,7 @@ class Rejected:
 def _field_path(loc: tuple[int | str, ...]) -> str:
     # The discriminated union puts the event type first in `loc`; the field is the rest.
     parts = [str(p) for p in loc]
-    if parts and parts[0] in FAMILY_BY_TYPE:
+    if parts and (parts[0] in FAMILY_BY_TYPE or parts[0] == WITHDRAWN):
         parts = parts[1:]
     return ".".join(parts) or "<event>"
 
@@ -67,6 +73,8 @@ def _verdict_from_errors(error: ValidationError) -> Rejected:
         return Rejected("missing_field", f"{field}: field required")
     if field == "schema_version":
         return Rejected("unsupported_schema_version", f"schema_version: only version 1 is supported ({first['msg']})")
+    if kind == "timestamp_out_of_range":
+        return Rejected("timestamp_out_of_range", f"{field}: {first['msg']}")
     if kind == "timezone_aware":
         return Rejected("naive_timestamp", f"{field}: timestamp has no UTC offset")
     return Rejected("invalid_value", f"{field}: {first['msg']}")

@@ -31,7 +31,7 @@ from typing import BinaryIO
 import orjson
 
 from schemas.decode import Rejected
-from schemas.events import DEFAULT_TOPICS, FAMILY_BY_TYPE, Family
+from schemas.events import DEFAULT_TOPICS, FAMILY_BY_TYPE, WITHDRAWN, Family
 
 _BOM = b"\xef\xbb\xbf"
 
@@ -87,6 +87,8 @@ def route(raw: bytes) -> Route | Rejected:
     if "event_type" not in data:
         return Rejected("missing_field", "event_type: field required")
     event_type = data["event_type"]
+    if event_type == WITHDRAWN:  # a correction goes where the type it withdraws goes
+        event_type = data.get("withdrawn_event_type")
     family = FAMILY_BY_TYPE.get(event_type) if isinstance(event_type, str) else None
     if family is None:
         return Rejected("unknown_event_type", f"event_type: {event_type!r} is not an event type of contract v1")

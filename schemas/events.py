@@ -16,9 +16,11 @@ belongs, an unknown enum value or a missing family field is rejected.
 
 from __future__ import annotations
 
+from datetime import datetime, timezone
 from typing import Annotated, Any, ClassVar, Literal, Union
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, TypeAdapter
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, TypeAdapter, field_validator
+from pydantic_core import PydanticCustomError
 
 Family = Literal["scheduling", "checkin", "waits", "telehealth"]
 FAMILIES: tuple[Family, ...] = ("scheduling", "checkin", "waits", "telehealth")
@@ -34,7 +36,20 @@ Role = Literal["patient", "provider"]
 LeaveReason = Literal["normal", "dropped"]
 IssueKind = Literal["audio", "video", "network"]
 
-Timestamp = AwareDatetime
+# Every accepted instant can be stored (DateTime64(3) in ClickHouse spans 1900..2299) and
+# reckoned with; anything outside is a producer's bug, refused with its own reason code.
+EARLIEST = datetime(1900, 1, 1, tzinfo=timezone.utc)
+LATEST = datetime(2200, 1, 1, tzinfo=timezone.utc)
+
+
+def _storable(moment: datetime) -> datetime:
+    if not EARLIEST <= moment < LATEST:
+        raise PydanticCustomError("timestamp_out_of_range", "timestamp {value} is outside 1900-01-01 .. 2200-01-01",
+                                  {"value": moment.isoformat()})
+    return moment
+
+
+Timestamp = Annotated[AwareDatetime, AfterValidator(_storable)]
 NonEmpty64 = Annotated[str, Field(min_length=1, max_length=64)]
 
 
@@ -189,6 +204,30 @@ class SessionEnded(_Telehealth):
     event_type: Literal["session.ended"]
 
 
+# -- corrections (every family) ------------------------------------------------------
+
+
+class EventWithdrawn(Envelope):
+    """A correction (contract v1, additive; ``schemas/CORRECTIONS.md``): every fact of
+    ``withdrawn_event_type`` of this appointment that occurred at or before this event is
+    withdrawn, whatever the order they arrive in. It travels on the family topic of the
+    type it withdraws (an HL7 A11 cancelling a check-in goes to ``journey.checkin``)."""
+
+    event_type: Literal["event.withdrawn"]
+    withdrawn_event_type: str
+
+    @property
+    def family(self) -> Family:  # type: ignore[override]
+        return FAMILY_BY_TYPE[self.withdrawn_event_type]
+
+    @field_validator("withdrawn_event_type")
+    @classmethod
+    def _a_contract_type(cls, value: str) -> str:
+        if value not in FAMILY_BY_TYPE:
+            raise ValueError(f"{value!r} is not an event type of contract v1")
+        return value
+
+
 EVENT_MODELS: tuple[type[Envelope], ...] = (
     AppointmentBooked,
     AppointmentRescheduled,
@@ -210,9 +249,10 @@ EVENT_MODELS: tuple[type[Envelope], ...] = (
     ConnectionIssue,
     SessionEnded,
 )
+WITHDRAWN = "event.withdrawn"
 
 # The union of every model, discriminated by ``event_type``.
-Event = Annotated[Union[EVENT_MODELS], Field(discriminator="event_type")]  # type: ignore[valid-type]
+Event = Annotated[Union[(*EVENT_MODELS, EventWithdrawn)], Field(discriminator="event_type")]  # type: ignore[valid-type]
 
 EVENT_ADAPTER: TypeAdapter[Event] = TypeAdapter(Event)
 
@@ -221,6 +261,7 @@ def _event_type_of(model: type[Envelope]) -> str:
     return model.model_fields["event_type"].annotation.__args__[0]  # type: ignore[union-attr]
 
 
+# The event types of SPEC section 2 (a withdrawal belongs to the family of what it withdraws).
 MODEL_BY_TYPE: dict[str, type[Envelope]] = {_event_type_of(m): m for m in EVENT_MODELS}
 FAMILY_BY_TYPE: dict[str, Family] = {t: m.family for t, m in MODEL_BY_TYPE.items()}
 EVENT_TYPES_BY_FAMILY: dict[Family, tuple[str, ...]] = {

@@ -54,7 +54,7 @@ TABLES: dict[str, Table] = {table.name: table for table in (
     Table(
         "events",
         key=("source", "event_id"),
-        version="ingested_at",
+        version="copy_rank",
         columns=(
             ("source", ""),
             ("event_id", ""),
@@ -71,6 +71,7 @@ TABLES: dict[str, Table] = {table.name: table for table in (
             ("partition", 0),
             ("offset", 0),
             ("ingested_at", 0),
+            ("copy_rank", 0),
         ),
     ),
     Table(

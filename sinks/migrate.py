@@ -3,9 +3,12 @@
 Each file is a list of ``;``-separated statements with ``{db}`` standing for the
 database name. What has been applied is recorded in ``{db}.schema_migrations``
 (version, name, checksum, applied_at), so running ``migrate`` again applies only
-new files. The statements themselves are written to be re-runnable (``IF NOT
-EXISTS``, ``COMMENT COLUMN``), so two processes migrating at the same moment (N
-writers starting together) do no harm either.
+new files. Two processes migrating at the same moment (N writers starting together)
+take turns: before applying migration N a process creates the table
+``schema_migration_lock_N`` (plain ``CREATE TABLE``, which only one can win); the
+others wait until N is recorded. A process killed mid-migration leaves the lock
+behind, and the next one says which table to drop after checking the migration.
+The statements are also written to be re-runnable where they can be (``IF NOT EXISTS``).
 
 >>> import tempfile
 >>> from sinks.client import connect
@@ -13,7 +16,7 @@ writers starting together) do no harm either.
 >>> configure_logging("console", "WARNING")
 >>> client = connect(f"chdb://{tempfile.mkdtemp()}/ch")
 >>> [m.version for m in migrate(client, "doctest_db")]
-[1, 2]
+[1, 2, 3]
 >>> migrate(client, "doctest_db")   # already up to date
 []
 >>> client.close()
@@ -23,6 +26,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -129,7 +133,8 @@ def applied_versions(client: Client, database: str) -> dict[int, str]:
 
 
 def migrate(
-    client: Client, database: str, directory: Path = MIGRATIONS_DIR, database_engine: str = ""
+    client: Client, database: str, directory: Path = MIGRATIONS_DIR, database_engine: str = "",
+    lock_timeout_s: float = 300.0,
 ) -> list[Migration]:
     """Create ``database`` if needed and apply every migration not yet recorded; returns those applied.
 
@@ -159,6 +164,8 @@ def migrate(
                 # Applied files are history: a change there is not re-applied, say so loudly.
                 log.warning("migration_changed_after_apply", version=migration.version, file=migration.path.name)
             continue
+        if not _take_lock(client, database, migration, lock_timeout_s):
+            continue  # another process applied it meanwhile
         for number, statement in enumerate(migration.statements(database), start=1):
             try:
                 client.command(statement)
@@ -172,3 +179,25 @@ def migrate(
         log.info("migration_applied", version=migration.version, name=migration.name, database=database)
         applied.append(migration)
     return applied
+
+
+def _take_lock(client: Client, database: str, migration: Migration, timeout_s: float) -> bool:
+    """Become the one process applying ``migration``: True once the lock is ours, False
+    when another process applied it while we waited."""
+    db = quote_database(database)
+    lock = f"schema_migration_lock_{migration.version}"
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            client.command(f"CREATE TABLE {db}.{lock} (holder String) ENGINE = Memory")
+            return True
+        except Exception as error:
+            if "already exists" not in str(error).lower() and "TABLE_ALREADY_EXISTS" not in str(error):
+                raise
+        if migration.version in applied_versions(client, database):
+            return False
+        if time.monotonic() > deadline:
+            raise MigrationError(
+                f"{migration.path.name}: another process holds {database}.{lock} for more than {timeout_s:g} s; "
+                f"if none is migrating, check the migration's statements and DROP TABLE {database}.{lock}")
+        time.sleep(0.5)

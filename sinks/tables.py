@@ -26,6 +26,9 @@ from sinks.columns import BadValue, Converter, converter_for, default_for, parse
 
 # Columns the writer may fill when a row lacks them: the time the row reached us.
 NOW_FILLED = frozenset({"written_at", "ingested_at", "received_at"})
+# Columns added later, filled for rows from workers that predate them (a rolling upgrade):
+# an events row without a copy_rank ranks below every ranked copy of its event.
+ADDED_LATER = {"copy_rank": 0}
 
 
 @dataclass
@@ -70,6 +73,9 @@ class TableSchema:
         now_ms = int(time.time() * 1000)
         for name in NOW_FILLED.intersection(self.names):
             fill.setdefault(name, now_ms)
+        for name, value in ADDED_LATER.items():
+            if name in self.names:
+                fill.setdefault(name, value)
         rejected: dict[int, str] = {}
         known = frozenset(self.names)
         if rows and all(row.keys() == known for row in rows):

@@ -34,13 +34,20 @@ def journey_processor_from(settings: Settings) -> JourneyProcessor:
         load_rules(settings.friction_rules_file),
         lateness_ms=round(settings.allowed_lateness_min * MINUTE_MS),
         retention_ms=round(settings.journey_retention_days * DAY_MS),
+        idle_after_s=settings.watermark_idle_s,
     )
 
 
 def edge_from(settings: Settings) -> Edge:
-    return Edge(Pseudonymizer(settings.pseudonym_secret), settings.topics, settings.attributes_allowlist)
+    return Edge(Pseudonymizer(settings.pseudonym_secret), settings.topics, settings.attributes_allowlist,
+                max_future_skew_ms=round(settings.max_future_skew_min * MINUTE_MS))
+
+
+def too_late_ms(settings: Settings) -> int:
+    return round(settings.too_late_after_days * DAY_MS)
 
 
 def offline_pipeline(settings: Settings) -> OfflinePipeline:
     """The reference pipeline (no broker) with these settings."""
-    return OfflinePipeline(edge_from(settings), journey_processor_from(settings), settings.batch_size)
+    return OfflinePipeline(edge_from(settings), journey_processor_from(settings), settings.batch_size,
+                           too_late_ms=too_late_ms(settings))

@@ -34,7 +34,7 @@ from runtime.children import die_with_parent
 from runtime.config import Settings
 from runtime.logs import get_logger
 from schemas.decode import Rejected, decode
-from schemas.timestamps import epoch_ms
+from schemas.timestamps import MINUTE_MS, epoch_ms
 from streams.broker import LocalBroker, free_port
 from streams.markers import expected_marker_rows, new_marker_id, send_markers, wait_for_marker
 from streams.topics import changelog_topics, ensure_pipeline_topics
@@ -232,6 +232,7 @@ class LocalPipeline:
         from streams.produce import EventProducer
 
         counts = FeedCounts()
+        skew_ms = self.settings.max_future_skew_min * MINUTE_MS
         unroutable: list[dict[str, Any]] = []
         settings = self.settings
         bar = tqdm(total=total, unit="ev", unit_scale=True, disable=not progress, desc="produce", mininterval=0.5)
@@ -249,10 +250,14 @@ class LocalPipeline:
                                            "reason": verdict.reason, "detail": verdict.detail,
                                            "received_at": int(time.time() * 1000)})
                 else:
-                    counts.valid += 1
                     occurred = epoch_ms(verdict.occurred_at)
-                    if counts.max_occurred_ms is None or occurred > counts.max_occurred_ms:
-                        counts.max_occurred_ms = occurred
+                    if occurred > time.time() * 1000 + skew_ms:
+                        # The worker refuses it (future_timestamp): it must not end event time either.
+                        counts.invalid["future_timestamp"] += 1
+                    else:
+                        counts.valid += 1
+                        if counts.max_occurred_ms is None or occurred > counts.max_occurred_ms:
+                            counts.max_occurred_ms = occurred
                     # Decoded already: routed without parsing the JSON a second time.
                     producer.send_raw(settings.topics[verdict.family], None, verdict.appointment_id.encode(), raw)
                 if counts.read % 5000 == 0:

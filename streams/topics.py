@@ -40,7 +40,7 @@ class TopicMismatchError(RuntimeError):
 
 def changelog_topics(settings: Settings) -> tuple[str, ...]:
     """The changelog topics of the worker's tables (Faust names them ``<app>-<table>-changelog``)."""
-    return tuple(f"{settings.app_id}-{table}-changelog" for table in ("journey_state", "patient_state"))
+    return tuple(f"{settings.app_id}-{table}-changelog" for table in ("journey_state", "journey_archive", "patient_state"))
 
 
 def ensure_pipeline_topics(settings: Settings) -> list[str]:

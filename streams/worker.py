@@ -28,10 +28,10 @@ from typing import Any
 import orjson
 
 from journey.batch import JourneyStep, PatientStep, Record, StepOutput
-from journey.processor import JourneyProcessor, PatientProcessor
+from journey.processor import JourneyStores, PatientProcessor
 from runtime.config import Settings
 from runtime.logs import get_logger
-from streams.assemble import edge_from, journey_processor_from
+from streams.assemble import edge_from, journey_processor_from, too_late_ms
 from streams.markers import acknowledgement, decode_marker, is_marker
 from streams.transport import SCHEME, drain_changelog_buffer, write_tables_as
 
@@ -95,12 +95,18 @@ class Stats:
 
     def __init__(self) -> None:
         self.counters: dict[str, int] = defaultdict(int)
+        self.dead_lettered: dict[str, int] = defaultdict(int)  # by reason code
 
-    def prometheus(self, processor: JourneyProcessor) -> str:
+    def prometheus(self, step: JourneyStep) -> str:
+        processor = step.journeys
         lines = []
-        values = {**self.counters, "duplicates": processor.duplicates, "late_events": processor.late_events}
+        values = {**self.counters, "duplicates": processor.duplicates, "late_events": processor.late_events,
+                  "too_late": step.too_late, "archived": processor.archived, "archive_returns": processor.returns}
         for name, value in sorted(values.items()):
             lines.append(f"# TYPE journeys_{name}_total counter\njourneys_{name}_total {value}")
+        lines.append("# TYPE journeys_dead_letters_total counter")
+        lines.extend(f'journeys_dead_letters_total{{reason="{reason}"}} {count}'
+                     for reason, count in sorted(self.dead_lettered.items()))
         lines.append(f"# TYPE journeys_watermark_seconds gauge\njourneys_watermark_seconds {max(processor.watermark.value, 0) / 1000}")
         return "\n".join(lines) + "\n"
 
@@ -117,16 +123,17 @@ class JourneyWorker:
         self.partitions = settings.partitions
         self.journeys = journey_processor_from(settings)
         self.step = JourneyStep(edge_from(settings), self.journeys,
-                                lambda key: patient_partition(key, settings.partitions))
+                                lambda key: patient_partition(key, settings.partitions), too_late_ms(settings))
         self.patients = PatientStep(PatientProcessor())
         self.stats = Stats()
         # Timers live in memory: after a rebalance each stage rebuilds them from its table.
         self.rebuild_timers = {"journeys": True, "patients": True}
 
     def bind(self, app: Any, output: Any, deadletter: Any, patient_updates: Any, journey_table: Any,
-             patient_table: Any) -> None:
+             journey_archive: Any, patient_table: Any) -> None:
         self.app, self.output, self.deadletter, self.patient_updates = app, output, deadletter, patient_updates
         self.journey_table, self.patient_table = journey_table, patient_table
+        self.journey_stores = JourneyStores(hot=journey_table, archive=journey_archive)
 
     # -- callbacks ----------------------------------------------------------------------
 
@@ -197,11 +204,11 @@ class JourneyWorker:
             last_event[message.partition] = event
             records.append(Record(message.value, message.topic, message.partition, message.offset, message.key))
 
-        def store_for(partition: int) -> Any:
+        def stores_for(partition: int) -> JourneyStores:
             write_tables_as(last_event[partition])
-            return self.journey_table
+            return self.journey_stores
 
-        out = self.step.run(records, store_for, received_ms=int(time.time() * 1000))
+        out = self.step.run(records, stores_for, received_ms=int(time.time() * 1000), now_s=time.monotonic())
         for record, dead in out.dead:
             await self.deadletter.send(key=record.key, value=record.value, headers=[
                 ("reason", dead.reason.encode()), ("detail", dead.detail.encode()),
@@ -210,6 +217,8 @@ class JourneyWorker:
             ])
         self.stats.counters["events_valid"] += out.valid
         self.stats.counters["events_dead_lettered"] += len(out.dead)
+        for _, dead in out.dead:
+            self.stats.dead_lettered[dead.reason] += 1
         await self._send(out)
 
     async def _journey_marker(self, event: Any) -> None:
@@ -220,7 +229,7 @@ class JourneyWorker:
             self.journeys.watermark.finish(self.journeys.watermark.max_seen_ms if end is None else end)
         write_tables_as(event)
         topic, partition = event.message.topic, event.message.partition
-        out = self.step.fire(partition, self.journey_table)
+        out = self.step.fire(partition, self.journey_stores)
         await self._send(out, marker={**marker, "origin": f"{topic}:{partition}",
                                       "watermark_ms": self.journeys.watermark.value})
         await self._acknowledge("journey", marker, topic, partition)
@@ -296,6 +305,7 @@ def create_app(settings: Settings) -> Any:
         deadletter=app.topic(settings.topic_deadletter, **raw),
         patient_updates=app.topic(settings.topic_patient_updates, **raw),
         journey_table=app.Table("journey_state", partitions=settings.partitions, key_type=str, value_type=bytes),
+        journey_archive=app.Table("journey_archive", partitions=settings.partitions, key_type=str, value_type=bytes),
         patient_table=app.Table("patient_state", partitions=settings.partitions, key_type=str, value_type=bytes),
     )
 
@@ -325,6 +335,6 @@ def create_app(settings: Settings) -> Any:
 
     @app.page("/metrics")
     async def metrics(web: Any, request: Any) -> Any:
-        return web.text(worker.stats.prometheus(worker.journeys), content_type="text/plain")
+        return web.text(worker.stats.prometheus(worker.step), content_type="text/plain")
 
     return app

@@ -72,6 +72,7 @@ def event_row(event_id: str = "e-1", **overrides: Any) -> dict[str, Any]:
             "partition": 2,
             "offset": 41,
             "ingested_at": T0,
+            "copy_rank": 1,
         },
         overrides,
     )
