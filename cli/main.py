@@ -27,6 +27,8 @@ COMMAND_MODULES: tuple[str, ...] = (
     "cli.commands.demo",
     "cli.commands.clickhouse",
     "cli.commands.dashboards",
+    "cli.commands.hl7",
+    "cli.commands.fhir",
 )
 
 

@@ -32,7 +32,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, MutableMapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from journey.facts import MS, Fact
 from journey.ingest import Accepted, DeadLetter, Edge
@@ -40,6 +40,17 @@ from journey.patient import PatientEmission
 from journey.processor import JourneyProcessor, JourneyStores, PatientProcessor
 from journey.state import Bundle, Emission
 from schemas.timestamps import DAY_MS
+
+WrongKey = Literal["reroute", "deadletter"]
+WRONG_KEY_OPTIONS: tuple[WrongKey, ...] = ("reroute", "deadletter")
+
+
+def check_option(setting: str, value: str, options: tuple[str, ...]) -> Any:
+    """``value`` if it is one of ``options``, else a ValueError naming the setting."""
+    if value not in options:
+        raise ValueError(f"{setting}: {value!r} is not one of {', '.join(options)}")
+    return value
+
 
 Store = MutableMapping[str, bytes]
 # The stores of a partition. The worker's also point Faust's table writes at that
@@ -68,6 +79,8 @@ class StepOutput:
     bundles: list[Bundle] = field(default_factory=list)
     dead: list[tuple[Record, DeadLetter]] = field(default_factory=list)
     patient_updates: PatientUpdates = field(default_factory=lambda: defaultdict(lambda: defaultdict(list)))
+    # Events read off their appointment's partition: (record, appointment_id, home partition).
+    rerouted: list[tuple[Record, str, int]] = field(default_factory=list)
     versions: int = 0
     valid: int = 0
 
@@ -83,12 +96,18 @@ class JourneyStep:
     """
 
     def __init__(self, edge: Edge, journeys: JourneyProcessor, patient_partition: Callable[[str], int],
-                 too_late_ms: int | None = None):
+                 too_late_ms: int | None = None, home_partition: Callable[[str], int] | None = None,
+                 wrong_key: WrongKey = "reroute"):
         self.edge = edge
         self.journeys = journeys
         self.patient_partition = patient_partition
         self.too_late_ms = too_late_ms
         self.too_late = 0
+        # Where an appointment's events belong (the partitioner of its key). An event read
+        # elsewhere (keyed with something else, or nothing) would open a second journey
+        # state on another worker: it is sent on to its home partition, or dead-lettered.
+        self.home_partition = home_partition
+        self.wrong_key: WrongKey = check_option("JOURNEYS_WRONG_KEY", wrong_key, WRONG_KEY_OPTIONS)
 
     def run(self, records: Sequence[Record], stores_for: StoresFor, received_ms: int | None = None,
             now_s: float = 0.0) -> StepOutput:
@@ -113,6 +132,17 @@ class JourneyStep:
         horizon = None if too_late_ms is None else self.journeys.watermark.value - too_late_ms
         events: list[dict[str, Any]] = []
         for record, outcome in accepted:
+            if self.home_partition is not None and record.topic is not None:
+                home = self.home_partition(outcome.appointment_id)
+                if home != record.partition:
+                    if self.wrong_key == "reroute":
+                        out.rerouted.append((record, outcome.appointment_id, home))
+                    else:
+                        out.dead.append((record, self.edge.refuse(
+                            "wrong_key", f"key {record.key!r} is not appointment_id {outcome.appointment_id!r}: "
+                            f"read on partition {record.partition}, belongs on {home}", record.topic,
+                            record.partition, record.offset, received_ms)))
+                    continue
             if horizon is not None and too_late_ms is not None and outcome.fact[MS] < horizon:
                 self.too_late += 1
                 out.dead.append((record, self.edge.refuse(
@@ -121,16 +151,33 @@ class JourneyStep:
                 continue
             partitions[record.partition][outcome.appointment_id].append(outcome.fact)
             events.append(outcome.row)
+        for partition, facts in partitions.items():
+            stores = stores_for(partition)
+            self._route(self.journeys.process(stores, partition, facts), out)
+            self._route(self.journeys.fire(stores, partition), out)
+        if self.journeys.poisoned:
+            events = self._poisoned(accepted, events, out, received_ms)
         out.valid = len(events)
         if out.dead:
             out.bundles.append({"deadletters": [dead.row for _, dead in out.dead]})
         if events:
             out.bundles.append({"events": events})
-        for partition, facts in partitions.items():
-            stores = stores_for(partition)
-            self._route(self.journeys.process(stores, partition, facts), out)
-            self._route(self.journeys.fire(stores, partition), out)
         return out
+
+    def _poisoned(self, accepted: list[tuple[Record, Accepted]], events: list[dict[str, Any]], out: StepOutput,
+                  received_ms: int | None) -> list[dict[str, Any]]:
+        """Facts the journey logic raised on become ``processing_error`` dead letters (with the
+        error), and leave the batch's events: nothing reaches ClickHouse that is not in its journey."""
+        errors = {id(fact): error for fact, error in self.journeys.poisoned}
+        self.journeys.poisoned.clear()
+        poisoned_rows = set()
+        for record, outcome in accepted:
+            error = errors.get(id(outcome.fact))
+            if error is not None:
+                poisoned_rows.add(id(outcome.row))
+                out.dead.append((record, self.edge.refuse("processing_error", error, record.topic, record.partition,
+                                                          record.offset, received_ms)))
+        return [row for row in events if id(row) not in poisoned_rows]
 
     def fire(self, partition: int, stores: JourneyStores) -> StepOutput:
         """Only the timers of ``partition`` (after the watermark moved without new facts)."""

@@ -12,6 +12,7 @@ This is the only place that sees the raw ``patient_id``; it leaves as a pseudony
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -60,11 +61,13 @@ class Edge:
         topics: Mapping[Family, str] = DEFAULT_TOPICS,
         attributes_allowlist: Iterable[str] = (),
         max_future_skew_ms: int | None = None,
+        max_message_bytes: int | None = None,
     ):
         self.pseudonymize = pseudonymize
         self.topics = dict(topics)
         self.allowlist = tuple(attributes_allowlist)
         self.max_future_skew_ms = max_future_skew_ms
+        self.max_message_bytes = max_message_bytes
 
     def accept(self, raw: bytes, topic: str | None, partition: int, offset: int,
                received_ms: int | None = None) -> Accepted | DeadLetter:
@@ -74,6 +77,10 @@ class Edge:
         more than ``max_future_skew_ms`` after it is refused (``future_timestamp``): a clock
         that far ahead would otherwise pull event time forward. ``None`` (a file): not checked.
         """
+        if self.max_message_bytes is not None and len(raw) > self.max_message_bytes:
+            digest = hashlib.sha256(raw).hexdigest()
+            return self.refuse("message_too_large", f"{len(raw)} bytes, over {self.max_message_bytes} "
+                               f"(JOURNEYS_MAX_MESSAGE_KB); sha256 {digest}", topic, partition, offset, received_ms)
         verdict = decode(raw, topic, self.topics)
         if isinstance(verdict, Rejected):
             return self.refuse(verdict.reason, verdict.detail, topic, partition, offset, received_ms)

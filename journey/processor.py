@@ -166,20 +166,25 @@ class JourneyProcessor:
         self.duplicates = 0
         self.archived = 0
         self.returns = 0
+        # Facts the journey logic raised on, with the error; the caller takes them away.
+        self.poisoned: list[tuple[Fact, str]] = []
+        self.timer_errors = 0
 
     @_collector_paused
     def process(self, stores: JourneyStores, partition: int, batch: Mapping[str, list[Fact]]) -> list[Emission]:
         """Apply each appointment's new facts (one state read and write per appointment).
 
         Call :meth:`observe` with the whole input batch first, so that every partition of
-        a batch is evaluated at the same watermark."""
+        a batch is evaluated at the same watermark. A fact the journey logic cannot take
+        (it raises: a bug of ours meeting data nobody foresaw) is left out and reported in
+        :attr:`poisoned`; the appointment's other facts and the rest of the batch go on."""
         watermark = self.watermark.value
         emissions = []
         for appointment_id, facts in batch.items():
-            state = self._load(stores, appointment_id) or JourneyState()
-            for fact in facts:
-                self.duplicates += not state.add(fact)
-            emission = self._evaluate(stores, partition, appointment_id, state, watermark)
+            try:
+                emission = self._apply(stores, partition, appointment_id, facts, watermark)
+            except Exception:  # noqa: BLE001 - isolated below, fact by fact
+                emission = self._apply_isolating(stores, partition, appointment_id, facts, watermark)
             if emission is not None:
                 emissions.append(emission)
         return emissions
@@ -205,7 +210,11 @@ class JourneyProcessor:
             raw = stores.hot.get(appointment_id)
             if raw is None:
                 continue
-            emission = self._evaluate(stores, partition, appointment_id, JourneyState.from_bytes(raw), watermark)
+            try:
+                emission = self._evaluate(stores, partition, appointment_id, JourneyState.from_bytes(raw), watermark)
+            except Exception:  # noqa: BLE001 - a state the logic cannot evaluate must not stop the others
+                self.timer_errors += 1
+                continue
             if emission is not None:
                 emissions.append(emission)
         return emissions
@@ -214,37 +223,64 @@ class JourneyProcessor:
         """After a restart or rebalance: re-evaluate the stored journeys of ``partitions``."""
         return _reschedule(self.timers, store, partitions)
 
-    def _load(self, stores: JourneyStores, appointment_id: str) -> JourneyState | None:
+    def _apply(self, stores: JourneyStores, partition: int, appointment_id: str, facts: list[Fact],
+               watermark: int) -> Emission | None:
+        state, restored = self._load(stores, appointment_id)
+        for fact in facts:
+            self.duplicates += not state.add(fact)
+        return self._evaluate(stores, partition, appointment_id, state, watermark, restored)
+
+    def _apply_isolating(self, stores: JourneyStores, partition: int, appointment_id: str, facts: list[Fact],
+                         watermark: int) -> Emission | None:
+        """The facts one by one, each tried on a fresh copy of the stored state: those that
+        make the journey logic raise go to :attr:`poisoned`, the others are applied."""
+        good: list[Fact] = []
+        for fact in facts:
+            trial, _ = self._load(stores, appointment_id)
+            for known in (*good, fact):
+                trial.add(known)
+            try:
+                trial.evaluate(appointment_id, watermark, self.policy, self.rules)
+            except Exception as error:  # noqa: BLE001 - reported with the fact, as a dead letter
+                self.poisoned.append((fact, f"{type(error).__name__}: {error}"[:500]))
+            else:
+                good.append(fact)
+        return self._apply(stores, partition, appointment_id, good, watermark) if good else None
+
+    def _load(self, stores: JourneyStores, appointment_id: str) -> tuple[JourneyState, bool]:
+        """The appointment's state (new if none), and whether it came from the archive."""
         raw = stores.hot.get(appointment_id)
         if raw is not None:
-            return JourneyState.from_bytes(raw)
+            return JourneyState.from_bytes(raw), False
         archived = stores.archive.get(appointment_id)
         if archived is None:
-            return None
-        del stores.archive[appointment_id]
-        self.returns += 1
+            return JourneyState(), False
         state = JourneyState.from_bytes(zlib.decompress(archived))
-        state.dirty = True  # back in the hot state: written there below
-        return state
+        state.dirty = True  # back in the hot state: written there by _evaluate
+        return state, True
 
-    def _evaluate(
-        self, stores: JourneyStores, partition: int, appointment_id: str, state: JourneyState, watermark: int
-    ) -> Emission | None:
+    def _evaluate(self, stores: JourneyStores, partition: int, appointment_id: str, state: JourneyState,
+                  watermark: int, restored: bool = False) -> Emission | None:
         emission, deadlines = state.evaluate(appointment_id, watermark, self.policy, self.rules)
+        state.partition = partition
+        self.returns += restored
         if emission is not None:
             emission.patient_update["watermark"] = watermark
-        elif _evictable(state, watermark, self.policy, self.retention_ms):
-            state.partition = partition
+        if _evictable(state, watermark, self.policy, self.retention_ms):
+            # Closed long ago in event time (a late fact, a backfill): straight (back) to the
+            # archive, with or without a new version; no timer is left to move it there later.
             stores.archive[appointment_id] = zlib.compress(state.to_bytes(), 1)
             stores.hot.pop(appointment_id, None)
-            self.archived += 1
-            return None
+            self.archived += not restored
+            return emission
         evict_at = max(deadlines, default=watermark) + self.retention_ms
         self.timers.setdefault(partition, Timers()).push_future(appointment_id, (*deadlines, evict_at), watermark)
         if state.dirty:
-            state.partition = partition
             stores.hot[appointment_id] = state.to_bytes()
             state.dirty = False
+        if restored:
+            # Only once the state is back in the hot store: a failure before leaves it archived.
+            del stores.archive[appointment_id]
         return emission
 
 

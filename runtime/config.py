@@ -76,6 +76,14 @@ class Settings(BaseSettings):
     topic_deadletter: str = DEFAULT_DEADLETTER_TOPIC
     topic_output: str = "journey.out"
     topic_patient_updates: str = "journey.patient-updates"
+    topic_raw_hl7: str = Field(
+        default="journey.raw.hl7", description="every HL7 v2 message `journeys hl7 listen` acknowledged, as received "
+        "(audit, replay); PHI, like the input topics")
+    topic_raw_fhir: str = Field(
+        default="journey.raw.fhir", description="every FHIR request body `journeys fhir serve` acknowledged, as received")
+    gateway_timeout_s: float = Field(
+        default=10.0, gt=0, description="how long `hl7 listen` / `fhir serve` wait for Kafka to acknowledge a "
+        "message before answering AR / 503 (the sender retries)")
     partitions: int = Field(default=4, ge=1, description="partitions of every topic the pipeline creates")
     replication_factor: int = Field(default=1, ge=1)
     session_timeout_s: float = Field(default=10.0, gt=0)
@@ -106,6 +114,12 @@ class Settings(BaseSettings):
     max_future_skew_min: float = Field(
         default=60.0, ge=0, description="an event dated more than this after the pipeline received it is refused "
         "as future_timestamp (one bad clock must not pull event time forward)")
+    wrong_key: Literal["reroute", "deadletter"] = Field(
+        default="reroute", description="an event read off its appointment's partition (keyed with something else "
+        "than appointment_id): sent on to its appointment's partition, or dead-lettered as wrong_key")
+    max_message_kb: int = Field(
+        default=1024, ge=1, description="an input message larger than this is refused as message_too_large (its "
+        "first bytes, size and sha256 go to the dead-letter topic)")
     watermark_idle_s: float = Field(
         default=30.0, gt=0, description="an input partition quiet this long (processing time) stops holding the "
         "watermark back until it carries a record again")

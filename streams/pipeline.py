@@ -15,6 +15,7 @@ ClickHouse, so is everything else.
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 import subprocess
 import sys
@@ -23,28 +24,30 @@ import threading
 import time
 import urllib.request
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import orjson
 
-from runtime.children import die_with_parent
+from runtime.children import free_port, spawn
 from runtime.config import Settings
 from runtime.logs import get_logger
 from schemas.decode import Rejected, decode
 from schemas.timestamps import MINUTE_MS, epoch_ms
-from streams.broker import LocalBroker, free_port
+from streams.broker import LocalBroker
 from streams.markers import expected_marker_rows, new_marker_id, send_markers, wait_for_marker
-from streams.topics import changelog_topics, ensure_pipeline_topics
+from streams.topics import BrokerError, changelog_topics, ensure_pipeline_topics, make_admin
 
 log = get_logger("streams.pipeline")
 
 # Settings a child worker must share with this process (the rest come from the environment).
 _WORKER_SETTINGS = ("session_timeout_s", "commit_interval_s", "partitions", "batch_size", "app_id", "consumer_group",
                     "topic_scheduling", "topic_checkin", "topic_waits", "topic_telehealth", "topic_deadletter",
-                    "topic_output", "topic_patient_updates", "producer_max_batch_size", "store")
+                    "topic_output", "topic_patient_updates", "producer_max_batch_size", "store", "wrong_key",
+                    "journey_retention_days", "too_late_after_days", "max_future_skew_min", "max_message_kb",
+                    "watermark_idle_s", "allowed_lateness_min")
 
 
 @dataclass
@@ -76,11 +79,13 @@ class WorkerProcess:
             "JOURNEYS_LOG_FORMAT": "json",
         }
         self.expected_exit: tuple[int, ...] = ()
-        self._log = self.log_path.open("wb")
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "cli.main", "worker"], env=env, stdout=self._log, stderr=subprocess.STDOUT,
-            preexec_fn=die_with_parent,
-        )
+        self.started = time.monotonic()
+        self._log = self.log_path.open("ab")  # a restarted worker goes on in the same log
+        self.process = spawn([sys.executable, "-m", "cli.main", "worker"], env=env, stdout=self._log,
+                             stderr=subprocess.STDOUT)
+
+    def uptime_s(self) -> float:
+        return time.monotonic() - self.started
 
     def kill(self) -> None:
         """SIGKILL: no shutdown, no final commit (the crash a restart must survive)."""
@@ -139,6 +144,7 @@ class WriterThread:
         self.writer = SinkWriter(WriterConfig.from_settings(settings, bootstrap=bootstrap, port=http_port))
         self._loop = asyncio.new_event_loop()
         self._error: BaseException | None = None
+        self.started = time.monotonic()
         self._thread = threading.Thread(target=self._run, name="clickhouse-writer", daemon=True)
         self._thread.start()
 
@@ -147,6 +153,15 @@ class WriterThread:
             self._loop.run_until_complete(self.writer.run())
         except BaseException as error:  # noqa: BLE001 - reported by check()
             self._error = error
+
+    def failed(self) -> str | None:
+        """Why the writer is no longer running (``None`` while it runs)."""
+        if self._error is not None:
+            return f"{type(self._error).__name__}: {self._error}"
+        return None if self._thread.is_alive() else "its loop ended"
+
+    def uptime_s(self) -> float:
+        return time.monotonic() - self.started
 
     def check(self) -> None:
         if self._error is not None:
@@ -222,6 +237,17 @@ class LocalPipeline:
         if wait:
             worker.wait_ready(timeout=120)
         return worker
+
+    def replace_worker(self, index: int) -> WorkerProcess:
+        """A new process for worker ``index`` (its data directory and log), the old one gone."""
+        self.workers[index].stop(timeout=1.0)
+        worker = self.workers[index] = WorkerProcess(self.settings, self.bootstrap, self.run_dir, index)
+        return worker
+
+    def replace_writer(self) -> None:
+        """A new writer thread (the old one stopped); it resumes from the committed offsets."""
+        self.writer = WriterThread(self.settings, self.bootstrap,
+                                   self.settings.writer_port if self._writer_http else None)
 
     def feed(self, lines: Iterable[tuple[int, bytes]], origin: str = "input", progress: bool = True,
              total: int | None = None) -> FeedCounts:
@@ -300,12 +326,91 @@ class LocalPipeline:
                 total.update(worker.metrics())
         return dict(total)
 
-    def stop(self) -> None:
+    def stop(self, timeout: float = 20.0) -> None:
+        """Stop workers (SIGTERM, then SIGKILL after ``timeout``: safe, a kill -9 loses nothing),
+        the writer (it flushes what it holds, up to ``timeout``) and the local broker."""
         for worker in self.workers:
-            worker.stop()
+            worker.stop(timeout)
         if self.writer is not None:
-            self.writer.stop()
+            self.writer.stop(timeout)
             self.writer = None
         if self.broker is not None:
             self.broker.stop()
             self.broker = None
+
+
+class Supervisor:
+    """Keeps a :class:`LocalPipeline` running (``journeys up``): a worker or the writer that
+    dies is started again after a growing pause (1 s, 2 s, 4 s ... up to 30 s), each time said
+    in one line; after ``max_restarts`` deaths in a row of one part it gives up, saying why. A
+    local broker that dies ends the pipeline (it kept its topics in memory: they are gone); an
+    external one that stops answering is reported, and again when it is back.
+
+    Call :meth:`tick` about once a second; it returns a reason to stop, or ``None``.
+    """
+
+    def __init__(self, pipeline: LocalPipeline, say: Callable[[str], None], max_restarts: int = 5):
+        self.pipeline = pipeline
+        self.say = say
+        self.max_restarts = max_restarts
+        self._deaths: Counter[str] = Counter()
+        self._restart_at: dict[str, float] = {}
+        self._broker_up = True
+        self._broker_checked = 0.0
+
+    def tick(self) -> str | None:
+        pipeline = self.pipeline
+        broker = pipeline.broker
+        if broker is not None and broker.process is not None and broker.process.poll() is not None:
+            return (f"the local broker exited with code {broker.process.returncode}; it kept every topic in memory, "
+                    "so they are gone: start `journeys up` again and send the events again")
+        if broker is None:
+            self._watch_external_broker()
+        for index, worker in enumerate(pipeline.workers):
+            code = worker.process.poll()
+            if code is not None and code not in worker.expected_exit:
+                reason = self._restart(f"worker-{index}", f"stream worker {index} exited with code {code}",
+                                       functools.partial(pipeline.replace_worker, index))
+                if reason:
+                    return reason
+            elif worker.uptime_s() > 60:
+                self._deaths[f"worker-{index}"] = 0  # up for a minute: a later death starts the count again
+        writer = pipeline.writer
+        if writer is not None and writer.failed() is not None:
+            reason = self._restart("writer", f"the ClickHouse writer stopped: {writer.failed()}", pipeline.replace_writer)
+            if reason:
+                return reason
+        elif writer is not None and writer.uptime_s() > 60:
+            self._deaths["writer"] = 0
+        return None
+
+    def _restart(self, part: str, what: str, restart: Callable[[], object]) -> str | None:
+        now = time.monotonic()
+        due = self._restart_at.get(part)
+        if due is None:
+            self._deaths[part] += 1
+            if self._deaths[part] > self.max_restarts:
+                return f"{what}; {self.max_restarts} restarts in a row did not keep it up, giving up (log: {self.pipeline.run_dir})"
+            pause = min(30.0, 2.0 ** (self._deaths[part] - 1))
+            self._restart_at[part] = now + pause
+            self.say(f"{what}; restarting it in {pause:g} s (restart {self._deaths[part]} of {self.max_restarts})")
+            return None
+        if now >= due:
+            del self._restart_at[part]
+            restart()
+        return None
+
+    def _watch_external_broker(self) -> None:
+        now = time.monotonic()
+        if now - self._broker_checked < 5.0:
+            return
+        self._broker_checked = now
+        try:
+            make_admin(self.pipeline.bootstrap, timeout_s=2.0).close()
+            up = True
+        except BrokerError:
+            up = False
+        if up != self._broker_up:
+            self._broker_up = up
+            self.say(f"Kafka at {self.pipeline.bootstrap} " + ("answers again" if up else
+                     "does not answer; workers and writer wait for it (nothing is lost meanwhile)"))

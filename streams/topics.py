@@ -43,11 +43,17 @@ def changelog_topics(settings: Settings) -> tuple[str, ...]:
     return tuple(f"{settings.app_id}-{table}-changelog" for table in ("journey_state", "journey_archive", "patient_state"))
 
 
+# A table's changelog keeps the latest state per key: compacted, never deleted by age
+# (Faust creates its changelogs so; these are created before Faust sees them).
+CHANGELOG_CONFIG = {"cleanup.policy": "compact"}
+
+
 def ensure_pipeline_topics(settings: Settings) -> list[str]:
     """Every input, output and changelog topic, with ``settings.partitions`` partitions each,
     so that one appointment's events meet in one worker (co-partitioning)."""
-    return ensure_topics(settings.bootstrap, (*settings.all_topics, *changelog_topics(settings)),
-                         settings.partitions, settings.replication_factor)
+    changelogs = changelog_topics(settings)
+    return ensure_topics(settings.bootstrap, (*settings.all_topics, *changelogs), settings.partitions,
+                         settings.replication_factor, configs={name: CHANGELOG_CONFIG for name in changelogs})
 
 
 def make_admin(bootstrap: str, timeout_s: float = 10.0) -> Any:
@@ -93,8 +99,12 @@ def ensure_topics(
     partitions: int,
     replication_factor: int = 1,
     timeout_s: float = 30.0,
+    configs: Mapping[str, Mapping[str, str]] | None = None,
 ) -> list[str]:
     """Create the topics of ``names`` that do not exist yet; return the names created.
+
+    ``configs``: topic configs by name, for the topics created here (e.g. a changelog's
+    ``cleanup.policy=compact``); existing topics are left as they are.
 
     Raises :class:`TopicMismatchError` when an existing topic has another partition
     count: events keyed by ``appointment_id`` would land on other partitions than the
@@ -109,7 +119,8 @@ def ensure_topics(
         existing = set(admin.list_topics())
         missing = [name for name in wanted if name not in existing]
         if missing:
-            new = [NewTopic(name, partitions, replication_factor) for name in missing]
+            new = [NewTopic(name, partitions, replication_factor, topic_configs=dict((configs or {}).get(name, {})))
+                   for name in missing]
             try:
                 admin.create_topics(new, timeout_ms=int(timeout_s * 1000))
             except TopicAlreadyExistsError:

@@ -5,6 +5,13 @@ public API does not do what the pipeline needs, this module reaches inside, and
 nothing else in the project does. The guard below refuses any faust-streaming other
 than the 0.15 series these overrides were written against (``pyproject.toml`` pins it).
 
+Batches (:func:`each_batch`): ``Stream.take_events`` acknowledges every event of a batch
+in a ``finally``, also when the agent raised or was cancelled mid-batch, and the next
+commit then skips records nobody processed (measured: a poison message lost 178 valid
+events). A batch that fails therefore ends the process at once, before that ``finally``
+and any commit run: like a kill -9, which a restart survives (the journey logic is
+idempotent and offsets are committed only for finished batches).
+
 Table writes (:func:`write_tables_as`, :func:`drain_changelog_buffer`):
 
 - a batch holds events of several partitions, and Faust's tables find the partition
@@ -54,8 +61,11 @@ faust-streaming 0.15's ``Consumer``, hence its pin in ``pyproject.toml``.
 from __future__ import annotations
 
 import asyncio
+import os
+import sys
+import traceback
 import weakref
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 import faust
@@ -63,6 +73,10 @@ from faust.transport.consumer import CONSUMER_FETCHING
 from faust.transport.drivers import aiokafka as kafka_driver
 from faust.types import TP, Message
 from mode import ServiceT
+
+from runtime.logs import get_logger
+
+log = get_logger("streams.transport")
 
 SCHEME = "journeys+kafka"
 SUPPORTED_FAUST = "0.15."
@@ -72,6 +86,37 @@ if not faust.__version__.startswith(SUPPORTED_FAUST):
         f"faust-streaming {faust.__version__} is installed; streams.transport overrides private parts of "
         f"faust-streaming {SUPPORTED_FAUST}x only: install 'faust-streaming>=0.15,<0.16'"
     )
+
+
+EXIT_BATCH_FAILED = 70  # EX_SOFTWARE: a supervisor restarts the worker
+
+
+async def each_batch(stream: Any, size: int, within: float, handle: Callable[[Sequence[Any]], Awaitable[None]]) -> None:
+    """``handle`` every batch of ``stream``; a batch that raises or is cancelled ends the process."""
+    async for events in stream.take_events(size, within=within):
+        try:
+            await handle(events)
+        except BaseException as error:
+            stopping = isinstance(error, asyncio.CancelledError)
+            log.error("batch_not_finished_exiting", events=len(events), stopping=stopping,
+                      error=f"{type(error).__name__}: {error}"[:1000],
+                      traceback="".join(traceback.format_exception(error))[-4000:])
+            sys.stdout.flush()
+            sys.stderr.flush()
+            # Not `raise`: take_events' finally would acknowledge the unfinished batch.
+            os._exit(0 if stopping else EXIT_BATCH_FAILED)
+
+
+async def broker_reachable(app: Any, timeout_s: float = 2.0) -> bool:
+    """Whether the Kafka cluster answers a metadata request now, through the app's producer
+    (its client lives on the app's event loop; the consumer's runs in a thread of its own).
+    Faust's own readiness (no rebalance, tables recovered) stays true while the broker is
+    gone; this is what ``/readyz`` adds."""
+    try:
+        client = app.producer._ensure_producer().client
+        return bool(await asyncio.wait_for(client.force_metadata_update(), timeout_s))
+    except Exception:  # noqa: BLE001 - any failure to answer is "not reachable"
+        return False
 
 
 def write_tables_as(event: Any) -> None:

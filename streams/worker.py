@@ -20,6 +20,7 @@ Faust's private API is touched only in :mod:`streams.transport`.
 from __future__ import annotations
 
 import functools
+import hashlib
 import time
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
@@ -28,28 +29,35 @@ from typing import Any
 import orjson
 
 from journey.batch import JourneyStep, PatientStep, Record, StepOutput
+from journey.ingest import DeadLetter
 from journey.processor import JourneyStores, PatientProcessor
 from runtime.config import Settings
 from runtime.logs import get_logger
 from streams.assemble import edge_from, journey_processor_from, too_late_ms
 from streams.markers import acknowledgement, decode_marker, is_marker
-from streams.transport import SCHEME, drain_changelog_buffer, write_tables_as
+from streams.transport import SCHEME, broker_reachable, drain_changelog_buffer, each_batch, write_tables_as
 
 MAX_OUTPUT_BYTES = 512 * 1024
+# Dead letters are re-sent whole up to this size (well below the producer's request limit,
+# 4 x MAX_OUTPUT_BYTES); larger ones as their first bytes with size and digest headers.
+DEADLETTER_MAX_BYTES = 1024 * 1024
+DEADLETTER_TRUNCATED_BYTES = 64 * 1024
 
 log = get_logger("streams.worker")
 
 
 @functools.lru_cache(maxsize=1 << 16)
-def patient_partition(patient_key: str, partitions: int) -> int:
-    """Kafka's murmur2 partitioner, so the patient topic is keyed like any Kafka client would.
+def key_partition(key: str, partitions: int) -> int:
+    """Kafka's default partitioner (murmur2) for ``key``: the partition any Kafka client
+    sends a message with this key to (appointment ids on the inputs, patient keys on the
+    patient-updates topic).
 
-    Cached: murmur2 is pure Python in aiokafka, and a patient comes back with every
-    version of every one of their appointments.
+    Cached: murmur2 is pure Python in aiokafka, and a key comes back with every event
+    of its appointment and every version of its patient's journeys.
     """
     from aiokafka.partitioner import murmur2
 
-    return (murmur2(patient_key.encode()) & 0x7FFFFFFF) % partitions
+    return (murmur2(key.encode()) & 0x7FFFFFFF) % partitions
 
 
 class OutputBuffer:
@@ -101,7 +109,8 @@ class Stats:
         processor = step.journeys
         lines = []
         values = {**self.counters, "duplicates": processor.duplicates, "late_events": processor.late_events,
-                  "too_late": step.too_late, "archived": processor.archived, "archive_returns": processor.returns}
+                  "too_late": step.too_late, "archived": processor.archived, "archive_returns": processor.returns,
+                  "timer_errors": processor.timer_errors}
         for name, value in sorted(values.items()):
             lines.append(f"# TYPE journeys_{name}_total counter\njourneys_{name}_total {value}")
         lines.append("# TYPE journeys_dead_letters_total counter")
@@ -114,24 +123,28 @@ class Stats:
 class JourneyWorker:
     """The stream worker's state and callbacks; :func:`create_app` wires them to Faust.
 
-    ``app`` gives the topics and tables (``output``, ``deadletter``, ``patient_updates``,
-    ``journey_table``, ``patient_table``) once :meth:`bind` has run.
+    ``app`` gives the topics and tables (``inputs``, ``output``, ``deadletter``,
+    ``patient_updates``, ``journey_table``, ``journey_archive``, ``patient_table``) once
+    :meth:`bind` has run.
     """
 
     def __init__(self, settings: Settings):
         self.settings = settings
         self.partitions = settings.partitions
         self.journeys = journey_processor_from(settings)
-        self.step = JourneyStep(edge_from(settings), self.journeys,
-                                lambda key: patient_partition(key, settings.partitions), too_late_ms(settings))
+        partitions = settings.partitions
+        self.step = JourneyStep(edge_from(settings), self.journeys, lambda key: key_partition(key, partitions),
+                                too_late_ms(settings), home_partition=lambda key: key_partition(key, partitions),
+                                wrong_key=settings.wrong_key)
         self.patients = PatientStep(PatientProcessor())
         self.stats = Stats()
         # Timers live in memory: after a rebalance each stage rebuilds them from its table.
         self.rebuild_timers = {"journeys": True, "patients": True}
 
-    def bind(self, app: Any, output: Any, deadletter: Any, patient_updates: Any, journey_table: Any,
-             journey_archive: Any, patient_table: Any) -> None:
+    def bind(self, app: Any, inputs: dict[str, Any], output: Any, deadletter: Any, patient_updates: Any,
+             journey_table: Any, journey_archive: Any, patient_table: Any) -> None:
         self.app, self.output, self.deadletter, self.patient_updates = app, output, deadletter, patient_updates
+        self.inputs = inputs  # topic name -> topic, to send an event on to its appointment's partition
         self.journey_table, self.patient_table = journey_table, patient_table
         self.journey_stores = JourneyStores(hot=journey_table, archive=journey_archive)
 
@@ -210,11 +223,17 @@ class JourneyWorker:
 
         out = self.step.run(records, stores_for, received_ms=int(time.time() * 1000), now_s=time.monotonic())
         for record, dead in out.dead:
-            await self.deadletter.send(key=record.key, value=record.value, headers=[
-                ("reason", dead.reason.encode()), ("detail", dead.detail.encode()),
-                ("origin_topic", (record.topic or "").encode()), ("origin_partition", str(record.partition).encode()),
-                ("origin_offset", str(record.offset).encode()),
-            ])
+            await self._dead_letter(record, dead)
+        # Delivered before this batch goes on: an end-of-input marker read after them on this
+        # partition is acknowledged only once they sit on their home partitions (a second
+        # marker round, as `journeys sync` sends, then covers them there).
+        sent = [await self.inputs[record.topic or ""].send(
+                    key=appointment_id.encode(), value=record.value, partition=home,
+                    headers=[("rerouted_from", f"{record.topic}:{record.partition}:{record.offset}".encode())])
+                for record, appointment_id, home in out.rerouted]
+        for delivery in sent:
+            await delivery
+        self.stats.counters["rerouted"] += len(out.rerouted)
         self.stats.counters["events_valid"] += out.valid
         self.stats.counters["events_dead_lettered"] += len(out.dead)
         for _, dead in out.dead:
@@ -252,6 +271,19 @@ class JourneyWorker:
             await self.patient_updates.send(value=orjson.dumps(body), partition=target)
 
     # -- output ----------------------------------------------------------------------------
+
+    async def _dead_letter(self, record: Record, dead: DeadLetter) -> None:
+        """The original bytes with their origin and reason to the dead-letter topic; a message
+        too large to send again goes as its first bytes, with its size and digest."""
+        value = record.value
+        headers = [("reason", dead.reason.encode()), ("detail", dead.detail.encode()[:4096]),
+                   ("origin_topic", (record.topic or "").encode()),
+                   ("origin_partition", str(record.partition).encode()), ("origin_offset", str(record.offset).encode())]
+        if len(value) > DEADLETTER_MAX_BYTES:
+            headers += [("original_size", str(len(value)).encode()),
+                        ("original_sha256", hashlib.sha256(value).hexdigest().encode()), ("truncated", b"1")]
+            value = value[:DEADLETTER_TRUNCATED_BYTES]
+        await self.deadletter.send(key=record.key, value=value, headers=headers)
 
     async def _publish(self, buffer: OutputBuffer) -> None:
         for message in buffer.messages():
@@ -301,6 +333,7 @@ def create_app(settings: Settings) -> Any:
     # back as str after recovery), bytes values raw (the states' own encoding).
     worker.bind(
         app,
+        inputs={name: app.topic(name, **raw) for name in settings.input_topics},
         output=app.topic(settings.topic_output, **raw),
         deadletter=app.topic(settings.topic_deadletter, **raw),
         patient_updates=app.topic(settings.topic_patient_updates, **raw),
@@ -313,16 +346,15 @@ def create_app(settings: Settings) -> Any:
     async def _on_rebalance(sender: Any, **kwargs: Any) -> None:
         worker.on_rebalance()
 
-    # A crashed agent must stop the worker (and so be restarted), not leave it idle.
+    # A crashed agent must stop the worker (and so be restarted), not leave it idle; a batch
+    # that fails ends the process before Faust acknowledges it (streams.transport.each_batch).
     @app.agent(app.topic(*settings.input_topics, **raw), name="journeys", supervisor_strategy=CrashingSupervisor)
     async def journey_agent(stream: Any) -> None:
-        async for events in stream.take_events(settings.batch_size, within=settings.batch_seconds):
-            await worker.on_journey_batch(events)
+        await each_batch(stream, settings.batch_size, settings.batch_seconds, worker.on_journey_batch)
 
     @app.agent(worker.patient_updates, name="patients", supervisor_strategy=CrashingSupervisor)
     async def patient_agent(stream: Any) -> None:
-        async for events in stream.take_events(settings.batch_size, within=settings.batch_seconds):
-            await worker.on_patient_batch(events)
+        await each_batch(stream, settings.batch_size, settings.batch_seconds, worker.on_patient_batch)
 
     @app.page("/healthz")
     async def healthz(web: Any, request: Any) -> Any:
@@ -330,8 +362,11 @@ def create_app(settings: Settings) -> Any:
 
     @app.page("/readyz")
     async def readyz(web: Any, request: Any) -> Any:
-        ready = not app.rebalancing and app.tables.recovery.completed.is_set()  # type: ignore[attr-defined]
-        return web.json({"ready": ready}, status=200 if ready else 503)
+        recovered = not app.rebalancing and app.tables.recovery.completed.is_set()  # type: ignore[attr-defined]
+        reachable = await broker_reachable(app)
+        ready = recovered and reachable
+        return web.json({"ready": ready, "recovered": recovered, "broker_reachable": reachable},
+                        status=200 if ready else 503)
 
     @app.page("/metrics")
     async def metrics(web: Any, request: Any) -> Any:

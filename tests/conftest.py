@@ -1,8 +1,17 @@
 """Shared fixtures.
 
-``broker``: ONE real local Kafka-compatible broker (tansu) per test session, on a free
-port, with every topic of the default settings created with 4 partitions. Tests that
-need their own topics create uniquely named ones with ``make_topics`` (or
+``broker``: ONE real Kafka broker process per test session and broker kind, on a free
+port, with every topic of the default settings created with 4 partitions. Every test
+that takes it runs on each kind, selected by ``JOURNEYS_TEST_BROKERS`` (default
+``tansu,kafka``):
+
+- ``tansu``: the embedded Kafka-compatible broker (``streams.broker.LocalBroker``);
+- ``kafka``: a real Apache Kafka 4.x KRaft node (``streams.kafka_server.KafkaServer``;
+  needs Java 17 and Maven; skipped locally without them, a failure under ``CI``);
+- ``JOURNEYS_TEST_BOOTSTRAP=host:port``: instead of both, a cluster of your own (a
+  Strimzi cluster, say); tests create uniquely named topics on it and delete nothing.
+
+Tests that need their own topics create uniquely named ones with ``make_topics`` (or
 ``streams.topics.ensure_topics``) so that tests never see each other's records.
 
     def test_something(broker):
@@ -18,6 +27,8 @@ import itertools
 import os
 import uuid
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
 
 import pytest
 import structlog
@@ -29,21 +40,62 @@ from streams.topics import ensure_topics
 BROKER_PARTITIONS = 4
 
 
-@pytest.fixture(scope="session")
-def broker() -> Iterator[LocalBroker]:
-    """The session's local broker; ``broker.bootstrap`` is ``"127.0.0.1:PORT"``."""
+@dataclass(frozen=True)
+class ExternalBroker:
+    """A cluster the tests did not start (``JOURNEYS_TEST_BOOTSTRAP``)."""
+
+    bootstrap: str
+    kind: str = "external"
+
+
+def _broker_kinds() -> list[str]:
+    if os.environ.get("JOURNEYS_TEST_BOOTSTRAP"):
+        return ["external"]
+    return [kind.strip() for kind in os.environ.get("JOURNEYS_TEST_BROKERS", "tansu,kafka").split(",") if kind.strip()]
+
+
+@pytest.fixture(scope="session", params=_broker_kinds())
+def broker(request: pytest.FixtureRequest) -> Iterator[Any]:
+    """The session's broker of one kind; ``broker.bootstrap`` is ``"HOST:PORT"``, ``broker.kind``
+    ``tansu``, ``kafka`` or ``external``."""
     # Default settings, not the developer's environment: tests must not depend on
     # JOURNEYS_* variables set in the shell.
-    settings = Settings.model_construct()
-    with LocalBroker(topics=settings.all_topics, partitions=BROKER_PARTITIONS) as local:
-        yield local
+    topics = Settings.model_construct().all_topics
+    kind = request.param
+    if kind == "external":
+        external = ExternalBroker(os.environ["JOURNEYS_TEST_BOOTSTRAP"])
+        ensure_topics(external.bootstrap, topics, BROKER_PARTITIONS)
+        yield external
+    elif kind == "tansu":
+        with LocalBroker(topics=topics, partitions=BROKER_PARTITIONS) as local:
+            yield local
+    elif kind == "kafka":
+        from streams.kafka_server import KafkaServer, KafkaUnavailable
+
+        # The tests use 3 s session timeouts (tansu joins take half of it); Kafka refuses
+        # sessions under group.min.session.timeout.ms (6 s by default).
+        server = KafkaServer(partitions=BROKER_PARTITIONS, extra_config={"group.min.session.timeout.ms": "1000"})
+        try:
+            server.start()
+        except KafkaUnavailable as error:
+            server.close()
+            if os.environ.get("CI"):
+                pytest.fail(f"real Apache Kafka unavailable in CI: {error}", pytrace=False)
+            pytest.skip(f"real Apache Kafka unavailable (Java 17 and Maven needed): {error}")
+        try:
+            ensure_topics(server.bootstrap, topics, BROKER_PARTITIONS)
+            yield server
+        finally:
+            server.close()
+    else:
+        raise pytest.UsageError(f"JOURNEYS_TEST_BROKERS: unknown broker kind {kind!r} (tansu, kafka)")
 
 
 _topic_counter = itertools.count()
 
 
 @pytest.fixture
-def make_topics(broker: LocalBroker) -> Callable[..., list[str]]:
+def make_topics(broker: Any) -> Callable[..., list[str]]:
     """Factory: ``make_topics("in", "out", partitions=4)`` creates fresh, unique topics.
 
     Returns the created names, prefixed so a test's records never mix with another's.

@@ -13,8 +13,8 @@ import time
 
 import pytest
 
+from runtime.children import free_port
 from simulator import SimulationConfig, simulate
-from streams.broker import free_port
 from streams.produce import produce_events
 
 pytestmark = [pytest.mark.slow]

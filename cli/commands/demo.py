@@ -3,7 +3,8 @@
 Starts the local broker, simulates a day of traffic (with duplicates, disorder and a
 few invalid events), runs the stream workers and the ClickHouse writer into embedded
 ClickHouse, then prints a friction summary and writes an HTML report whose charts come
-from the dashboards' own SQL.
+from the dashboards' own SQL. With ``--source hl7`` the events HL7 v2 carries (scheduling,
+check-in) go in as SIU/ADT messages over MLLP through the HL7 gateway, the rest as JSON.
 """
 
 from __future__ import annotations
@@ -13,9 +14,12 @@ import shutil
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from runtime.config import load_settings
+
+if TYPE_CHECKING:
+    from streams.pipeline import FeedCounts, LocalPipeline
 
 SUMMARY_QUERIES: dict[str, str] = {
     "Worst sites by friction": """
@@ -65,6 +69,55 @@ def print_table(title: str, columns: list[str], rows: Sequence[Sequence[Any]]) -
         print("  " + "  ".join(v.ljust(w) for v, w in zip(row, widths)))
 
 
+def feed_over_hl7(pipeline: LocalPipeline, lines: Sequence[bytes], chunks: int = 12) -> FeedCounts:
+    """Send the events HL7 v2 carries as SIU/ADT messages over MLLP to an HL7 gateway on the
+    pipeline (each one acknowledged AA only once Kafka took it), the others as contract JSON.
+
+    In delivery order, in ``chunks`` rounds of HL7 then JSON: the two feeds advance together,
+    as a clinic's HL7 interface and its other systems would.
+    """
+    import orjson
+
+    from schemas.decode import Rejected, decode
+    from schemas.timestamps import epoch_ms
+    from sources import load_source
+    from sources.hl7.client import MLLPClient
+    from sources.render import hl7_carries, render_hl7
+    from streams.gateway import GatewayThread
+    from streams.pipeline import FeedCounts
+
+    total = FeedCounts()
+    over_hl7 = 0
+    size = max(1, -(-len(lines) // chunks))
+    with GatewayThread("hl7", pipeline.settings, load_source("hl7", {"name": "hl7-demo"})) as gateway, \
+            MLLPClient(*gateway.address) as client:
+        print(f"      HL7 v2 gateway (MLLP) on {gateway.address[0]}:{gateway.address[1]}", flush=True)
+        for start in range(0, len(lines), size):
+            as_json: list[tuple[int, bytes]] = []
+            for number, raw in enumerate(lines[start:start + size], start=start + 1):
+                verdict = decode(raw)
+                if isinstance(verdict, Rejected) or not hl7_carries(event := orjson.loads(raw)):
+                    as_json.append((number, raw))
+                    continue
+                ack = client.send(render_hl7(event))
+                if ack.code != "AA":
+                    raise RuntimeError(f"line {number}: the HL7 gateway answered {ack.code}: {ack.text}")
+                over_hl7 += 1
+                occurred = epoch_ms(verdict.occurred_at)
+                total.max_occurred_ms = max(total.max_occurred_ms or occurred, occurred)
+            counts = pipeline.feed(as_json, origin="demo-events.jsonl", progress=False)
+            total.read += counts.read
+            total.valid += counts.valid
+            total.invalid.update(counts.invalid)
+            if counts.max_occurred_ms is not None:
+                total.max_occurred_ms = max(total.max_occurred_ms or counts.max_occurred_ms, counts.max_occurred_ms)
+    total.read += over_hl7
+    total.valid += over_hl7
+    print(f"      {over_hl7} events as HL7 v2 messages over MLLP (all acknowledged AA), "
+          f"{total.read - over_hl7} as contract JSON", flush=True)
+    return total
+
+
 def run(args: argparse.Namespace) -> int:
     from dashboards.query import data_time_range
     from dashboards.report import render_report
@@ -93,7 +146,10 @@ def run(args: argparse.Namespace) -> int:
     with LocalPipeline(settings) as pipeline:
         print(f"      broker {pipeline.bootstrap}; ClickHouse {clickhouse_dir}", flush=True)
         print("[3/4] streaming the events through the pipeline ...", flush=True)
-        counts = pipeline.feed(read_event_lines(events_path), origin=events_path.name, total=len(simulation.lines))
+        if args.source == "hl7":
+            counts = feed_over_hl7(pipeline, simulation.lines)
+        else:
+            counts = pipeline.feed(read_event_lines(events_path), origin=events_path.name, total=len(simulation.lines))
         pipeline.wait_until_processed(final=True, end_ms=counts.max_occurred_ms)
         client = pipeline.client
         db = quote_database(settings.clickhouse_database)
@@ -119,4 +175,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--data-dir", default=".journeys", help="where the demo keeps its files")
     parser.add_argument("--report", default="journeys-report.html", help="HTML report path")
+    parser.add_argument("--source", choices=("json", "hl7"), default="json",
+                        help="hl7: the scheduling and check-in events HL7 v2 carries go in as SIU/ADT messages "
+                             "over MLLP through `journeys hl7 listen`'s gateway, the rest as JSON")
     parser.set_defaults(run=run)

@@ -42,10 +42,12 @@ def run(args: argparse.Namespace) -> int:
         def scalar(sql: str) -> str:
             return query(sql).decode().strip()
 
+        # Two rounds. After the first, every event produced before it is processed, or sent
+        # on to its appointment's partition (a producer that keyed it otherwise), ahead of
+        # the second round's markers there. The end of input is also only known then: the
+        # latest event of all partitions, which no single worker knows until everything is in.
+        sync(settings, scalar, final=False, end_ms=None, timeout=args.timeout)
         if args.final and end_ms is None:
-            # The end of input is the latest event of all partitions; no single worker knows it
-            # until everything is in, so first wait for everything, then read it.
-            sync(settings, scalar, final=False, end_ms=None, timeout=args.timeout)
             latest = scalar(f"SELECT toUnixTimestamp64Milli(max(occurred_at)) "
                             f"FROM {quote_database(settings.clickhouse_database)}.events")
             end_ms = int(latest) if latest and latest != "\\N" else None

@@ -19,29 +19,44 @@ from runtime.config import load_settings
 
 def run(args: argparse.Namespace) -> int:
     from runtime.logs import configure_logging
-    from streams.pipeline import LocalPipeline
+    from streams.pipeline import LocalPipeline, Supervisor
+    from streams.produce import quiet_kafka_clients
 
     port = args.port
     settings = load_settings(clickhouse_dsn=args.clickhouse, partitions=args.partitions,
                              session_timeout_s=3.0 if args.bootstrap is None else None)
     configure_logging(settings.log_format, "WARNING")
+    quiet_kafka_clients()  # a broker that went away is said once, below, not 75 times a second
     stop = threading.Event()
     for stop_signal in (signal.SIGINT, signal.SIGTERM):
         signal.signal(stop_signal, lambda *_: stop.set())
     broker_port = {} if port is None else {"port": port}
-    with LocalPipeline(settings, bootstrap=args.bootstrap, workers=args.workers, writer_http=True,
-                       **broker_port) as pipeline:
+    pipeline = LocalPipeline(settings, bootstrap=args.bootstrap, workers=args.workers, writer_http=True, **broker_port)
+    with pipeline:
         print(f"bootstrap:  {pipeline.bootstrap}", flush=True)
         print(f"clickhouse: {settings.dsn} (database {settings.clickhouse_database})", flush=True)
         print(f"writer:     http://127.0.0.1:{settings.writer_port} (/healthz /readyz /metrics /query)", flush=True)
+        for index, worker in enumerate(pipeline.workers):
+            print(f"worker {index}:   http://127.0.0.1:{worker.web_port} (/healthz /readyz /metrics)", flush=True)
+        print(f"logs:       {pipeline.run_dir}", flush=True)
         print(f"then: journeys produce FILE --bootstrap {pipeline.bootstrap}; "
               f"JOURNEYS_BOOTSTRAP={pipeline.bootstrap} journeys sync --final; journeys query 'SELECT ...'",
               flush=True)
         print("running; Ctrl-C stops it", flush=True)
-        while not stop.wait(1.0):
-            pipeline.check_alive()
+        supervisor = Supervisor(pipeline, say=lambda line: print(f"journeys up: {line}", flush=True))
+        failure = None
+        while failure is None and not stop.wait(1.0):
+            failure = supervisor.tick()
+        if failure is not None:
+            print(f"journeys up: {failure}", flush=True)
         print("stopping ...", flush=True)
-    return 0
+        # A worker killed after a few seconds loses nothing (offsets are committed only for
+        # finished batches): no reason to wait for a slow shutdown, e.g. with the broker gone.
+        try:
+            pipeline.stop(timeout=5.0)
+        except RuntimeError as error:  # a part that could not stop cleanly: said, not a traceback
+            print(f"journeys up: while stopping: {str(error).splitlines()[0]}", flush=True)
+    return 0 if failure is None else 1
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

@@ -12,7 +12,6 @@ it; 503 when ``publish`` raised (nothing remembered, the sender retries).
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -21,7 +20,6 @@ from aiohttp import web
 from sources.base import Rejection, Source
 
 Publish = Callable[[list[dict[str, Any]], bytes], Awaitable[None]]
-log = logging.getLogger(__name__)
 FHIR_JSON = "application/fhir+json"
 
 _ISSUE_CODES = {
@@ -68,8 +66,7 @@ def make_app(source: Source, publish: Publish, max_body_bytes: int = 8 << 20) ->
                 return web.json_response(body, status=status, content_type=FHIR_JSON)
             try:
                 await publish(prepared.events, raw)
-            except Exception as error:  # the publisher's failure, whatever it is
-                log.warning("publish failed: %s", error)
+            except Exception as error:  # the publisher's failure, whatever it is (the publisher logs it)
                 body = operation_outcome("publish_failed", "", str(error) or type(error).__name__)
                 return web.json_response(body, status=503, content_type=FHIR_JSON)
             prepared.commit()

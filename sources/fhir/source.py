@@ -29,12 +29,12 @@ from typing import Any
 import orjson
 from pydantic import BaseModel, ValidationError
 
+from schemas.events import WITHDRAWN
 from sources.base import EventDict, MappingError, Message, Prepared, Rejection, Source, checked
 from sources.fhir.config import FHIRSourceConfig
 from sources.fhir.paths import first, reference_id, select, values
 from sources.state import BoundedStore, Staged
 from sources.timefmt import rfc3339
-from sources.withdrawal import WITHDRAWN
 
 APPOINTMENT_STATUSES = (
     "proposed", "pending", "booked", "arrived", "fulfilled", "cancelled", "noshow",

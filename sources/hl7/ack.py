@@ -13,6 +13,7 @@ ERR||SCH^1^2^1^1^1|101^Required field missing^HL70357|E||||missing_field at SCH-
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Literal
 
@@ -92,3 +93,25 @@ def build_ack(
         severity = "E"
         lines.append("|".join(["ERR", "", _location(path), f"{error_code}^{error_text}^HL70357", severity, "", "", "", text]))
     return ("\r".join(lines) + "\r").encode()
+
+
+@dataclass(frozen=True, slots=True)
+class Ack:
+    """What an ACK says: MSA-1 (``AA``/``AE``/``AR``), MSA-2 (the control id acknowledged), MSA-3."""
+
+    code: str
+    control_id: str
+    text: str
+
+
+def parse_ack(ack: bytes) -> Ack:
+    """The MSA segment of an ACK (a sender's view; unescaping is left to the reader).
+
+    >>> parse_ack(build_ack(b"MSH|^~\\\\&|A|B|C|D|20260302||ADT^A31|9|P|2.5\\r", "AE", "hl7_unsupported_event", "MSH-9", "no"))
+    Ack(code='AE', control_id='9', text='hl7_unsupported_event at MSH-9: no')
+    """
+    for segment in ack.decode("utf-8", "replace").replace("\n", "\r").split("\r"):
+        if segment.startswith("MSA|"):
+            fields = segment.split("|") + ["", "", ""]
+            return Ack(fields[1], fields[2], fields[3])
+    raise ValueError("not an HL7 ACK: no MSA segment")

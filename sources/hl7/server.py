@@ -25,7 +25,6 @@ at a time across connections, so the source's state sees them in a single order.
 from __future__ import annotations
 
 import asyncio
-import logging
 from collections.abc import Awaitable, Callable
 from types import TracebackType
 from typing import Any
@@ -35,7 +34,6 @@ from sources.hl7.ack import build_ack
 from sources.hl7.mllp import END, START, frame
 
 Publish = Callable[[list[dict[str, Any]], bytes], Awaitable[None]]
-log = logging.getLogger(__name__)
 
 
 async def read_frame(reader: asyncio.StreamReader, max_bytes: int = 1 << 20) -> bytes:
@@ -70,10 +68,16 @@ class MLLPServer:
         self._server = await asyncio.start_server(self._serve, self.host, self.port, limit=self.max_message_bytes + 16)
 
     async def close(self) -> None:
+        """Stop accepting, let the message in hand finish (its ACK goes out), then hang up.
+
+        Waiting for the message in hand matters: cut off between publish and ACK, the sender
+        would resend a message that is already in Kafka (harmless, deduplicated, but noise).
+        """
         if self._server is not None:
             self._server.close()
-            for task in list(self._connections):
-                task.cancel()
+            async with self._lock:
+                for task in list(self._connections):
+                    task.cancel()
             await self._server.wait_closed()
 
     async def __aenter__(self) -> MLLPServer:
@@ -91,8 +95,7 @@ class MLLPServer:
                 return build_ack(raw, "AE", prepared.reason, prepared.path, prepared.detail)
             try:
                 await self.publish(prepared.events, raw)
-            except Exception as error:  # the publisher's failure, whatever it is
-                log.warning("publish failed: %s", error)
+            except Exception as error:  # the publisher's failure, whatever it is (the publisher logs it)
                 return build_ack(raw, "AR", "publish_failed", "MSH", str(error) or type(error).__name__)
             prepared.commit()
             return build_ack(raw, "AA")

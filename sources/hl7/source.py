@@ -30,6 +30,7 @@ from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel
 
+from schemas.events import WITHDRAWN
 from sources.base import EventDict, MappingError, Message, Prepared, Rejection, Source, checked
 from sources.hl7.config import Action, HL7SourceConfig, StartEnd, ValueUnits
 from sources.hl7.dtm import BadTimestamp, NoTimezone, parse_dtm
@@ -38,7 +39,6 @@ from sources.hl7.message import HL7ParseError, parse_message
 from sources.hl7.message import Message as HL7Message
 from sources.state import BoundedStore, Staged
 from sources.timefmt import rfc3339
-from sources.withdrawal import WITHDRAWN
 
 _UNITS: dict[str, float] = {
     **dict.fromkeys(("MIN", "MINS", "MINUTE", "MINUTES", "M"), 1.0),
