@@ -114,6 +114,9 @@ class Settings(BaseSettings):
     max_future_skew_min: float = Field(
         default=60.0, ge=0, description="an event dated more than this after the pipeline received it is refused "
         "as future_timestamp (one bad clock must not pull event time forward)")
+    idempotent_producer: bool = Field(
+        default=False, description="the worker's producer writes each message once across broker retries "
+        "(Apache Kafka; tansu has no idempotent producer)")
     wrong_key: Literal["reroute", "deadletter"] = Field(
         default="reroute", description="an event read off its appointment's partition (keyed with something else "
         "than appointment_id): sent on to its appointment's partition, or dead-lettered as wrong_key")

@@ -296,4 +296,21 @@ TABLES: dict[str, Table] = {table.name: table for table in (
             ("written_at", 0),
         ),
     ),
+    Table(
+        "rejected_rows",
+        key=("output_topic", "output_partition", "output_offset", "table", "row_index"),
+        version="rejected_at",
+        columns=(
+            ("table", ""),
+            ("reason", ""),
+            ("row", ""),
+            ("row_truncated", 0),
+            ("row_bytes", 0),
+            ("output_topic", ""),
+            ("output_partition", 0),
+            ("output_offset", 0),
+            ("row_index", 0),
+            ("rejected_at", 0),
+        ),
+    ),
 )}

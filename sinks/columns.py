@@ -8,6 +8,9 @@ and returns the insertable list, or raises :class:`BadValue` naming the row.
 Timestamps are handed to clickhouse-connect as integer ticks of the column's
 precision (epoch ms for ``DateTime64(3)``): it writes integers as they are, which
 skips building a ``datetime`` per value, and there is no timezone to get wrong.
+Outside the type's range (``DateTime64``: 1900-01-01 to 2299-12-31, ``DateTime``:
+1970 to 2106-02-07) a timestamp is refused: ClickHouse would store it anyway and
+read back something else (epoch ms 2**62 comes back as 9999-12-31).
 
 >>> to_ticks = converter_for("Nullable(DateTime64(3, 'UTC'))")
 >>> to_ticks([1700000000123, None, "2023-11-14T22:13:20.123Z"])
@@ -18,6 +21,10 @@ skips building a ``datetime`` per value, and there is no timezone to get wrong.
 Traceback (most recent call last):
 ...
 sinks.columns.BadValue: row 1: -1 is out of range for UInt32
+>>> to_ticks([-2208988800001])
+Traceback (most recent call last):
+...
+sinks.columns.BadValue: row 0: timestamp out of range for Nullable(DateTime64(3, 'UTC')) (1900-01-01 to 2299-12-31)
 """
 
 from __future__ import annotations
@@ -37,6 +44,11 @@ _INT_RANGES = {
     f"{sign}Int{bits}": (0, 2**bits - 1) if sign == "U" else (-(2 ** (bits - 1)), 2 ** (bits - 1) - 1)
     for sign in ("U", "")
     for bits in (8, 16, 32, 64)
+}
+# What the types can hold: (first second, end second exclusive, in words).
+_DATETIME_RANGES = {
+    "DateTime64": (-2_208_988_800, 10_413_792_000, "1900-01-01 to 2299-12-31"),
+    "DateTime": (0, 2**32, "1970-01-01 to 2106-02-07"),  # UInt32 seconds
 }
 
 
@@ -151,7 +163,7 @@ def _fast_check(column_type: ColumnType) -> Callable[[list[Any]], bool] | None:
     base, nullable = column_type.base, column_type.nullable
     if base in _INT_RANGES or (base == "DateTime64" and column_type.args[:1] in ((), ("3",))):
         # Epoch-ms ints are exactly the ticks of DateTime64(3).
-        low, high = _INT_RANGES.get(base, _INT_RANGES["Int64"])
+        low, high = _INT_RANGES.get(base) or _tick_range(column_type, 1000)
 
         def ints(values: list[Any]) -> bool:
             present = [v for v in values if v is not None] if nullable else values
@@ -208,11 +220,8 @@ def _value_fn(column_type: ColumnType) -> ValueFn:
         return lambda v: bool(_int_fn("UInt8")(v))
     if base in ("String", "FixedString"):
         return _to_str
-    if base == "DateTime64":
-        precision = int(args[0]) if args else 3
-        return _ticks_fn(10**precision)
-    if base == "DateTime":
-        return _ticks_fn(1)
+    if base in ("DateTime64", "DateTime"):
+        return _ticks_fn(column_type)
     if base == "Array":
         inner = _nullable_aware(parse_type(args[0]))
         return lambda v: [inner(x) for x in _require(v, list, "a list")]
@@ -271,10 +280,31 @@ def _to_str(value: Any) -> str:
     raise TypeError("expected a string")
 
 
-def _ticks_fn(ticks_per_second: int) -> ValueFn:
+def _ticks_per_second(column_type: ColumnType) -> int:
+    if column_type.base == "DateTime":
+        return 1
+    return 10 ** int(column_type.args[0]) if column_type.args else 1000
+
+
+def _tick_range(column_type: ColumnType, ticks_per_second: int) -> tuple[int, int]:
+    """(lowest, highest) ticks the DateTime/DateTime64 column holds, inclusive."""
+    first, end, _ = _DATETIME_RANGES[column_type.base]
+    return first * ticks_per_second, end * ticks_per_second - 1
+
+
+def _ticks_fn(column_type: ColumnType) -> ValueFn:
     """Epoch milliseconds / datetime / ISO text -> integer ticks of the column's precision."""
+    ticks_per_second = _ticks_per_second(column_type)
+    low, high = _tick_range(column_type, ticks_per_second)
+    refusal = f"timestamp out of range for {column_type.text} ({_DATETIME_RANGES[column_type.base][2]})"
 
     def to_ticks(value: Any) -> int:
+        ticks = ticks_of(value)
+        if not low <= ticks <= high:
+            raise BadValue(0, refusal)
+        return ticks
+
+    def ticks_of(value: Any) -> int:
         if isinstance(value, bool):
             raise TypeError("expected epoch milliseconds")
         if isinstance(value, int):

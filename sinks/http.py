@@ -1,7 +1,8 @@
 """The writer's HTTP endpoints (aiohttp), on ``writer_port``.
 
 - ``GET /healthz``: 200 while the writer loop runs (liveness probe).
-- ``GET /readyz``: 200 when ClickHouse accepts inserts and the consumer runs, else 503.
+- ``GET /readyz``: 200 when ClickHouse answers and the consumer fetches from the broker, else
+  503 (the body says which: ``clickhouse_ok``, ``kafka_ok``).
 - ``GET /metrics``: Prometheus text format (rows per table, batches, errors, last commit).
 - ``GET|POST /query?query=SELECT...&format=JSONEachRow``: one read-only statement run
   with ``readonly = 1`` through the writer's own ClickHouse client. With chdb only the
@@ -72,6 +73,8 @@ class WriterHttp:
         metrics = self._writer.metrics
         body = {
             "ready": metrics.ready,
+            "clickhouse_ok": metrics.clickhouse_ok,
+            "kafka_ok": metrics.kafka_ok,
             "assigned_partitions": metrics.assigned_partitions,
             "buffered_rows": metrics.buffered_rows,
             "last_commit_time": metrics.last_commit_time or None,

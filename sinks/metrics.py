@@ -18,6 +18,8 @@ class WriterMetrics:
     rows_written: Counter[str] = field(default_factory=Counter)
     rows_rejected: Counter[str] = field(default_factory=Counter)
     errors: Counter[str] = field(default_factory=Counter)
+    failures: Counter[str] = field(default_factory=Counter)  # by sinks.faults.Fault value
+    skipped_buckets: int = 0
     messages: int = 0
     batches: int = 0
     batch_seconds_sum: float = 0.0
@@ -25,6 +27,8 @@ class WriterMetrics:
     buffered_rows: int = 0
     assigned_partitions: int = 0
     ready: bool = False
+    clickhouse_ok: bool = False
+    kafka_ok: bool = False
     started_at: float = field(default_factory=time.time)
 
     def render(self) -> str:
@@ -45,8 +49,22 @@ class WriterMetrics:
         family(
             "journeys_writer_rows_rejected_total",
             "counter",
-            "Rows left out because they cannot be inserted (unknown table, missing column, bad value).",
+            "Rows that cannot be inserted (bad value, refused by ClickHouse, unknown table, not a bundle:"
+            " table ?), set aside in rejected_rows.",
             [(f'{{table="{_escape(t)}"}}', n) for t, n in sorted(self.rows_rejected.items())],
+        )
+        family(
+            "journeys_writer_failures_total",
+            "counter",
+            "Failed writes by kind: transient (ClickHouse down or overloaded: the batch is retried with backoff),"
+            " data (an insert or site_hourly recompute refused for its data: the bad rows are set aside).",
+            [(f'{{kind="{k}"}}', self.failures[k]) for k in sorted({"transient", "data", *self.failures})],
+        )
+        family(
+            "journeys_writer_site_hourly_skipped_buckets_total",
+            "counter",
+            "site_hourly buckets ClickHouse refused to recompute (logged as site_hourly_bucket_skipped).",
+            [("", self.skipped_buckets)],
         )
         family("journeys_writer_messages_total", "counter", "Output-topic messages consumed.", [("", self.messages)])
         family("journeys_writer_batches_total", "counter", "Batches inserted and committed.", [("", self.batches)])
@@ -83,8 +101,15 @@ class WriterMetrics:
         family(
             "journeys_writer_ready",
             "gauge",
-            "1 when ClickHouse accepts inserts and the consumer runs.",
+            "1 when ClickHouse answers and the consumer fetches from the broker.",
             [("", int(self.ready))],
+        )
+        family("journeys_writer_clickhouse_up", "gauge", "1 while ClickHouse answers.", [("", int(self.clickhouse_ok))])
+        family(
+            "journeys_writer_kafka_up",
+            "gauge",
+            "1 while the consumer's fetches from the broker succeed.",
+            [("", int(self.kafka_ok))],
         )
         family("journeys_writer_start_time_seconds", "gauge", "Unix time the writer started.", [("", self.started_at)])
         return "\n".join(lines) + "\n"

@@ -50,7 +50,10 @@ def current_buckets(client: Client, database: str, appointment_ids: Iterable[str
     found: set[Bucket] = set()
     for start in range(0, len(ids), _CHUNK):
         rows = client.query(
-            f"SELECT DISTINCT site_id, department, toUnixTimestamp(toStartOfHour(assumeNotNull(scheduled_start)))"
+            # The hour as buckets_of_rows computes it (floor, Int64), not toStartOfHour: that
+            # one clamps an hour DateTime cannot hold (before 1970) to another bucket.
+            f"SELECT DISTINCT site_id, department,"
+            f" toInt64(floor(toUnixTimestamp64Milli(assumeNotNull(scheduled_start)) / {HOUR_MS})) * 3600"
             f" FROM {db}.appointment_journeys FINAL"
             " WHERE appointment_id IN (SELECT arrayJoin({ids:Array(String)})) AND scheduled_start IS NOT NULL",
             parameters={"ids": ids[start : start + _CHUNK]},

@@ -46,6 +46,17 @@ class Prepared:
     def row_count(self) -> int:
         return len(self.columns[0]) if self.columns else 0
 
+    def subset(self, positions: Sequence[int]) -> Prepared:
+        """The rows at ``positions`` (indexes into the accepted rows), to insert a part of a batch."""
+        if len(positions) == self.row_count:
+            return self  # the whole batch (positions are always distinct): no copy
+        return Prepared(
+            names=self.names,
+            types=self.types,
+            columns=[[column[i] for i in positions] for column in self.columns],
+            kept=[self.kept[i] for i in positions],
+        )
+
 
 @dataclass(frozen=True)
 class TableSchema:

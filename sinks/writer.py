@@ -17,7 +17,16 @@ Guarantees:
 - backpressure: while ClickHouse fails, the writer stops fetching (partitions
   paused; it holds at most two batches: one being inserted, one fetched) and retries with exponential
   backoff capped at ``sink_max_retry_s``; it keeps polling so it stays in the
-  consumer group.
+  consumer group;
+- no stall on bad data: only a *transient* failure (ClickHouse down or overloaded,
+  :func:`sinks.faults.classify`) is retried. Rows that cannot be written (refused by
+  the conversion or by the engine, found by splitting the insert; messages that are
+  not bundles) go to ``rejected_rows`` with the reason and their message's
+  topic/partition/offset, the rest of the batch is written and the offsets committed
+  (:mod:`sinks.rows`);
+- ready (``/readyz``) only while ClickHouse answers (inserts, or ``SELECT 1`` every
+  ``health_check_s`` when idle) and the consumer's fetches from the broker succeed
+  (:meth:`SinkWriter.kafka_reachable`).
 
 One writer per chdb directory (chdb is in-process); with a ClickHouse server run N
 writers in one consumer group. Embedding (``journeys replay`` / ``demo``)::
@@ -50,11 +59,12 @@ from clickhouse_connect.driver.client import Client
 from runtime.config import Settings
 from runtime.logs import get_logger
 from sinks.client import ChdbBusyError, DsnError, connect, redact_dsn
+from sinks.faults import Fault, classify
 from sinks.http import WriterHttp
 from sinks.metrics import WriterMetrics
 from sinks.migrate import migrate
 from sinks.readonly import READ_ONLY_SETTINGS
-from sinks.rows import RowWriter, with_output_partition
+from sinks.rows import Origin, RowWriter, WriteFaults, with_output_partition
 
 log = get_logger("sinks.writer")
 T = TypeVar("T")
@@ -80,6 +90,7 @@ class WriterConfig:
     run_migrations: bool = True
     progress_every_s: float = 10.0
     stop_flush_timeout_s: float = 10.0  # retrying a failing flush on stop, within a pod's grace period
+    health_check_s: float = 5.0  # idle: how often ClickHouse is asked SELECT 1 (so /readyz sees it go away)
     client_id: str = field(default_factory=lambda: f"journeys-writer-{uuid.uuid4().hex[:8]}")
 
     @classmethod
@@ -130,10 +141,13 @@ class SinkWriter:
         self._rows: RowWriter | None = None
         self._consumer: AIOKafkaConsumer | None = None
         self._http: WriterHttp | None = None
-        self._bundles: list[dict[str, Any]] = []
+        # The batch: bundles (or the bytes of a message that is not one: it is rejected
+        # whole) and the message each came in.
+        self._bundles: list[dict[str, Any] | bytes] = []
+        self._origins: list[Origin] = []
         self._offsets: dict[TopicPartition, int] = {}  # next offset to commit, per partition
-        # Fetched and decoded, not yet in a batch: (partition, offset, bundle or None, rows).
-        self._pending: deque[tuple[TopicPartition, int, dict[str, Any] | None, int]] = deque()
+        # Fetched and decoded, not yet in a batch: (partition, offset, bundle or bytes, rows).
+        self._pending: deque[tuple[TopicPartition, int, dict[str, Any] | bytes, int]] = deque()
         self._pending_rows = 0
         self._inflight: asyncio.Task[bool] | None = None  # the batch being inserted, if any
         self._max_records = max(1, min(2000, config.batch_rows))
@@ -145,6 +159,8 @@ class SinkWriter:
         self._insert_started = 0.0
         self._running = False
         self._clickhouse_ok = False
+        self._clickhouse_seen_at = 0.0  # monotonic time of the last ClickHouse call that worked
+        self._kafka_ok = True
         self._progress_at = time.monotonic()
         self._progress_rows = 0
 
@@ -186,7 +202,7 @@ class SinkWriter:
             self._consumer = await self._start_consumer()
             if self._consumer is None:
                 return  # stopped before Kafka was reachable
-            self.metrics.ready = self._clickhouse_ok
+            self._update_ready()
             while not self._stop.is_set():
                 await self._step()
             await self._flush_on_stop()
@@ -206,9 +222,19 @@ class SinkWriter:
     async def _shutdown(self) -> None:
         if self._consumer is not None:
             try:
-                await self._consumer.stop()
+                # Bounded: with the broker gone aiokafka can wait on the group coordinator
+                # for ever; nothing is lost by not waiting (uncommitted records are
+                # delivered again).
+                await asyncio.wait_for(self._consumer.stop(), timeout=self.config.stop_flush_timeout_s)
+            except asyncio.CancelledError as error:
+                task = asyncio.current_task()
+                if task is not None and task.cancelling():
+                    raise  # we are being cancelled ourselves
+                # With the broker gone, aiokafka's stop() lets its own fetch task's
+                # cancellation escape: without this the writer never finished stopping.
+                log.warning("consumer_stop_failed", error=_short(error))
             except Exception as error:
-                log.warning("consumer_stop_failed", error=str(error))
+                log.warning("consumer_stop_failed", error=_short(error))
         if self._http is not None:
             await self._http.stop()
         await self._in_clickhouse_thread(self._close_client)
@@ -267,8 +293,8 @@ class SinkWriter:
         if self._inflight is not None and self._inflight.done():
             self._inflight = None
         if self._inflight is None:
-            if not self._clickhouse_ok and not self._offsets and time.monotonic() >= self._retry_at:
-                await self._probe_clickhouse()  # idle but not ready: keep trying so /readyz recovers
+            if not self._offsets and self._probe_due():
+                await self._probe_clickhouse()
             self._fill_from_pending()
             if self._offsets and self._flush_due() and time.monotonic() >= self._retry_at:
                 self._inflight = asyncio.create_task(self._flush())
@@ -285,7 +311,43 @@ class SinkWriter:
                 decoded = self._decode(partition, record.offset, record.value)
                 self._pending.append(decoded)
                 self._pending_rows += decoded[3]
+        self._kafka_ok = self.kafka_reachable()
+        self._update_ready()
         self._log_progress()
+
+    def _probe_due(self) -> bool:
+        """Idle (nothing batched): ask ClickHouse again when it failed (so /readyz recovers)
+        or has not been heard from for ``health_check_s`` (so /readyz sees it go away)."""
+        now = time.monotonic()
+        if now < self._retry_at:
+            return False
+        return not self._clickhouse_ok or now - self._clickhouse_seen_at >= self.config.health_check_s
+
+    def kafka_reachable(self) -> bool:
+        """Whether the consumer's fetches from the broker succeed.
+
+        aiokafka long-polls every partition it fetches (``fetch_max_wait_ms``, 0.5 s)
+        and stamps each good fetch response, empty or not (``last_poll_timestamp``);
+        with the broker gone the stamps stop. So: unreachable once no fetching partition
+        has had a response for ``3 * session_timeout_s``. Paused partitions are not
+        fetched (backpressure) and say nothing; with no partition assigned there is
+        nothing to judge either (more writers than partitions is normal), and losing
+        the group through a broker outage shows as stale stamps before the assignment
+        goes.
+        """
+        consumer = self._consumer
+        if consumer is None:
+            return False
+        fetching = consumer.assignment() - consumer.paused()
+        stamps = [consumer.last_poll_timestamp(tp) for tp in fetching]
+        known = [stamp for stamp in stamps if stamp is not None]
+        if not fetching or len(known) < len(stamps):
+            return True  # nothing fetched, or a partition not answered yet since it was assigned
+        return time.time() * 1000 - max(known) < 3000 * self.config.session_timeout_s
+
+    def _update_ready(self) -> None:
+        self.metrics.clickhouse_ok, self.metrics.kafka_ok = self._clickhouse_ok, self._kafka_ok
+        self.metrics.ready = self._consumer is not None and self._clickhouse_ok and self._kafka_ok
 
     def _fill_from_pending(self) -> None:
         # Batches stop at batch_rows (at a message boundary) even when one fetch
@@ -296,9 +358,9 @@ class SinkWriter:
             if not self._offsets:
                 self._buffer_since = time.monotonic()
             self._offsets[partition] = offset + 1
-            if bundle is not None:
-                self._bundles.append(bundle)
-                self.metrics.buffered_rows += rows
+            self._bundles.append(bundle)
+            self._origins.append(Origin(partition.topic, partition.partition, offset))
+            self.metrics.buffered_rows += rows
 
     def _flush_due(self) -> bool:
         return (
@@ -343,18 +405,19 @@ class SinkWriter:
 
     def _decode(
         self, partition: TopicPartition, offset: int, value: bytes | None
-    ) -> tuple[TopicPartition, int, dict[str, Any] | None, int]:
+    ) -> tuple[TopicPartition, int, dict[str, Any] | bytes, int]:
         self.metrics.messages += 1
         try:
             bundle = orjson.loads(value) if value is not None else None
         except orjson.JSONDecodeError:
             bundle = None
         if not isinstance(bundle, dict):
-            # Never the payload in logs: rows can carry PHI-adjacent data. The offset is
-            # still committed with the batch it falls in: a bad message is skipped once.
+            # Never the payload in logs: rows can carry PHI-adjacent data. The bytes go
+            # to rejected_rows with the batch (RowWriter rejects a non-bundle whole) and
+            # the offset is committed with it: a bad message is set aside once.
             self.metrics.errors["decode"] += 1
             log.error("message_not_a_bundle", topic=partition.topic, partition=partition.partition, offset=offset)
-            return partition, offset, None, 0
+            return partition, offset, value or b"", 0
         rows = sum(len(rows) for rows in bundle.values() if isinstance(rows, list))
         return partition, offset, with_output_partition(bundle, partition.partition), rows
 
@@ -365,33 +428,39 @@ class SinkWriter:
         async with self._lock:
             if not self._bundles and not self._offsets:
                 return True
-            bundles, offsets, rows = self._bundles, self._offsets, self.metrics.buffered_rows
-            self._bundles, self._offsets, self.metrics.buffered_rows = [], {}, 0
+            bundles, origins, offsets, rows = self._bundles, self._origins, self._offsets, self.metrics.buffered_rows
+            self._bundles, self._origins, self._offsets, self.metrics.buffered_rows = [], [], {}, 0
             started = self._insert_started = time.monotonic()
             try:
-                counts, rejected = await self._in_clickhouse_thread(self._write, bundles)
+                counts, faults = await self._in_clickhouse_thread(self._write, bundles, origins)
             except Exception as error:
                 self._insert_started = 0.0
                 # Put the batch back in front of anything batched since (nothing is while
                 # a flush runs, but keep the order right regardless).
-                self._bundles = bundles + self._bundles
+                self._bundles, self._origins = bundles + self._bundles, origins + self._origins
                 self._offsets = {**offsets, **self._offsets}
                 self.metrics.buffered_rows += rows
                 self.metrics.errors["insert"] += 1
+                fault = classify(error)
+                self.metrics.failures[fault.value] += 1
+                if fault is Fault.DATA:
+                    # RowWriter sets bad rows aside itself; a data error reaching here means
+                    # setting them aside failed too (rejected_rows refused, a bug of ours).
+                    # Retrying is the only way left not to lose the batch: loudly.
+                    log.error("batch_unwritable", error=_short(error), messages=len(bundles))
                 self._clickhouse_failed(error, "insert_failed")
                 await self._in_clickhouse_thread(self._close_client)  # reconnect on the next attempt
                 return False
             self._insert_started = 0.0
             elapsed = time.monotonic() - started
             self.metrics.rows_written.update(counts)
-            self.metrics.rows_rejected.update(rejected)
+            self.metrics.rows_rejected.update(faults.rejected)
+            self.metrics.failures["data"] += sum(faults.refused_inserts.values())
+            self.metrics.skipped_buckets += faults.skipped_buckets
             self.metrics.batches += 1
             self.metrics.batch_seconds_sum += elapsed
             self._progress_rows += sum(n for table, n in counts.items() if table != "site_hourly")
-            if self._failures:
-                log.info("clickhouse_recovered", after_attempts=self._failures)
-            self._failures, self._retry_at = 0, 0.0
-            self._clickhouse_ok = self.metrics.ready = True
+            self._clickhouse_answered()
             await self._commit(offsets)
             log.debug("batch_written", rows=rows, tables=counts, seconds=round(elapsed, 3))
             return True
@@ -433,7 +502,7 @@ class SinkWriter:
             await asyncio.shield(self._inflight)
         if (self._bundles or self._offsets) and not await self._flush():
             log.warning("rebalance_buffer_dropped", buffered_rows=self.metrics.buffered_rows)
-            self._bundles, self._offsets = [], {}
+            self._bundles, self._origins, self._offsets = [], [], {}
             self.metrics.buffered_rows = 0
         # Fetched-but-unbatched records are not ours to keep: uncommitted, they are
         # fetched again by whoever owns their partition next (us included).
@@ -459,22 +528,26 @@ class SinkWriter:
         waiting: those stop the writer with the error.
         """
         try:
-            await self._in_clickhouse_thread(self._open_client)
+            await self._in_clickhouse_thread(self._ping)
         except (ChdbBusyError, DsnError):
             raise
         except Exception as error:
             self._clickhouse_failed(error, "clickhouse_unreachable")
+            await self._in_clickhouse_thread(self._close_client)
             return
+        self._clickhouse_answered()
+
+    def _clickhouse_answered(self) -> None:
         if self._failures:
             log.info("clickhouse_recovered", after_attempts=self._failures)
         self._clickhouse_ok, self._failures, self._retry_at = True, 0, 0.0
-        if self._consumer is not None:
-            self.metrics.ready = True
+        self._clickhouse_seen_at = time.monotonic()
+        self._update_ready()
 
     def _clickhouse_failed(self, error: BaseException, event: str) -> float:
         self._failures += 1
         self._clickhouse_ok = False
-        self.metrics.ready = False
+        self._update_ready()
         delay = min(self.config.max_retry_s, 0.5 * 2 ** (self._failures - 1)) * random.uniform(0.8, 1.0)
         self._retry_at = time.monotonic() + delay
         log.warning(
@@ -499,10 +572,13 @@ class SinkWriter:
             self._client, self._rows = client, RowWriter(client, self.config.database)
         return self._rows
 
-    def _write(self, bundles: list[dict[str, Any]]) -> tuple[dict[str, int], dict[str, int]]:
+    def _ping(self) -> None:
+        self._open_client().client.command("SELECT 1")
+
+    def _write(self, bundles: list[dict[str, Any] | bytes], origins: list[Origin]) -> tuple[dict[str, int], WriteFaults]:
         rows = self._open_client()
-        counts = rows.write(bundles)
-        return counts, dict(rows.last_rejected)
+        counts = rows.write(bundles, origins)
+        return counts, rows.last_faults
 
     async def read_query(self, statement: str, fmt: str) -> bytes:
         """Run a read-only statement (already checked) with ``readonly = 1``; the raw output."""

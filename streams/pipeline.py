@@ -47,7 +47,7 @@ _WORKER_SETTINGS = ("session_timeout_s", "commit_interval_s", "partitions", "bat
                     "topic_scheduling", "topic_checkin", "topic_waits", "topic_telehealth", "topic_deadletter",
                     "topic_output", "topic_patient_updates", "producer_max_batch_size", "store", "wrong_key",
                     "journey_retention_days", "too_late_after_days", "max_future_skew_min", "max_message_kb",
-                    "watermark_idle_s", "allowed_lateness_min")
+                    "watermark_idle_s", "allowed_lateness_min", "idempotent_producer")
 
 
 @dataclass

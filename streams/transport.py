@@ -268,5 +268,20 @@ class Consumer(kafka_driver.Consumer):
         return ()
 
 
+class Producer(kafka_driver.Producer):
+    """Faust's producer, idempotent when asked (``JOURNEYS_IDEMPOTENT_PRODUCER``): Faust turns
+    idempotence on only with ``exactly_once``. A broker retry then never writes a message
+    twice. tansu has no idempotent producer, so it stays off by default."""
+
+    idempotent = False  # set by streams.worker.create_app from the settings
+
+    def _settings_extra(self) -> Mapping[str, Any]:
+        extra = dict(super()._settings_extra())
+        if self.idempotent:
+            extra.update(acks="all", enable_idempotence=True)
+        return extra
+
+
 class Transport(kafka_driver.Transport):
     Consumer = Consumer
+    Producer = Producer

@@ -35,7 +35,7 @@ from runtime.config import Settings
 from runtime.logs import get_logger
 from streams.assemble import edge_from, journey_processor_from, too_late_ms
 from streams.markers import acknowledgement, decode_marker, is_marker
-from streams.transport import SCHEME, broker_reachable, drain_changelog_buffer, each_batch, write_tables_as
+from streams.transport import SCHEME, Producer, broker_reachable, drain_changelog_buffer, each_batch, write_tables_as
 
 MAX_OUTPUT_BYTES = 512 * 1024
 # Dead letters are re-sent whole up to this size (well below the producer's request limit,
@@ -305,6 +305,7 @@ def create_app(settings: Settings) -> Any:
     from mode import CrashingSupervisor
 
     (settings.data_dir / "faust").mkdir(parents=True, exist_ok=True)
+    Producer.idempotent = settings.idempotent_producer
     app = faust.App(
         settings.app_id,
         broker=[f"{SCHEME}://{address.strip()}" for address in settings.bootstrap.split(",")],

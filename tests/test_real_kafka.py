@@ -50,9 +50,10 @@ def kafka(tmp_path: Path) -> Iterator[KafkaServer]:
 
 def _settings(tmp_path: Path, clickhouse_dsn: str, database: str, **overrides: object) -> Settings:
     run = uuid.uuid4().hex[:8]
+    overrides = {"commit_interval_s": 0.5, **overrides}
     return load_settings(app_id=f"journeys-{run}", consumer_group=f"journeys-{run}", data_dir=tmp_path / "data",
                          clickhouse_dsn=clickhouse_dsn, clickhouse_database=database, session_timeout_s=3.0,
-                         batch_size=500, commit_interval_s=0.5, **overrides)
+                         batch_size=500, **overrides)
 
 
 def _records(bootstrap: str, topic: str, partitions: int) -> list:
@@ -106,6 +107,30 @@ def test_changelogs_are_compacted_and_a_broker_restart_loses_nothing(kafka, tmp_
         pipeline.workers[0].kill()
         kafka.restart(hard=True)
         second = pipeline.feed(lines[len(lines) // 2 + 50:], progress=False)
+        pipeline.start_worker()
+        end = max(first.max_occurred_ms or 0, second.max_occurred_ms or 0)
+        pipeline.wait_until_processed(final=True, end_ms=end, progress=False, timeout=300)
+        rows = clickhouse_journeys(pipeline.client, settings.clickhouse_database)
+        mismatches, examples = journey_mismatches(simulation.truth, rows)
+        assert not mismatches, f"metrics differing from the truth: {dict(mismatches)}; e.g. {examples}"
+
+
+def test_kill_9_with_the_idempotent_producer(kafka, tmp_path, clickhouse_dsn, fresh_database):
+    """The worker's producer with idempotence on (tansu has none): a worker killed mid-stream
+    and its replacement still give the truth."""
+    simulation = simulate(SimulationConfig(seed=63, days=3, sites=2, **DISORDERED))
+    lines = list(enumerate(simulation.lines, 1))
+    settings = _settings(tmp_path, clickhouse_dsn, fresh_database, idempotent_producer=True, commit_interval_s=1.0,
+                         producer_max_batch_size=1)
+    with LocalPipeline(settings, bootstrap=kafka.bootstrap) as pipeline:
+        first = pipeline.feed(lines[: len(lines) // 2], progress=False)
+        victim = pipeline.workers[0]
+        deadline = time.monotonic() + 60
+        while victim.metrics().get("journeys_events_valid_total", 0) < first.valid // 2:
+            assert time.monotonic() < deadline, "the worker did not start consuming"
+            time.sleep(0.05)
+        victim.kill()
+        second = pipeline.feed(lines[len(lines) // 2:], progress=False)
         pipeline.start_worker()
         end = max(first.max_occurred_ms or 0, second.max_occurred_ms or 0)
         pipeline.wait_until_processed(final=True, end_ms=end, progress=False, timeout=300)

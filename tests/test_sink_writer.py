@@ -36,6 +36,7 @@ from schemas.timestamps import HOUR_MS
 from sinks.client import Client, connect
 from sinks.markers import marker_rows
 from sinks.migrate import migrate
+from sinks.rows import Origin, WriteFaults
 from sinks.writer import SinkWriter, WriterConfig
 from streams.broker import LocalBroker, free_port
 from streams.markers import wait_for_marker
@@ -307,10 +308,10 @@ def test_pauses_while_inserts_fail_and_commits_after_recovery(
     cfg = config(broker, topic, dsn, database, max_retry_s=0.3)
 
     class FlakyWriter(SinkWriter):
-        def _write(self, bundles: list[dict[str, Any]]) -> tuple[dict[str, int], dict[str, int]]:
+        def _write(self, bundles: list[dict[str, Any] | bytes], origins: list[Origin]) -> tuple[dict[str, int], WriteFaults]:
             if failing.is_set():
                 raise ConnectionError("ClickHouse is down (simulated)")
-            return super()._write(bundles)
+            return super()._write(bundles, origins)
 
     async def scenario() -> None:
         writer = FlakyWriter(cfg)
