@@ -8,7 +8,10 @@
    every event; prints events/s per worker process and the worker's peak RSS;
 3. runs the same events through the transport-free journey logic (offline pipeline)
    to show where the time goes (edge decode, journey logic, Kafka and Faust), and
-   prints the state bytes per open appointment.
+   prints the state bytes per open appointment and per archived one, and what a return
+   from the archive costs (a backfill where every fact brings its journey back).
+
+``--broker kafka`` runs the worker against a real Apache Kafka 4.x node instead of tansu.
 
 With ``--profile FILE`` (py-spy, ``pip install -e ".[bench]"``) it records the worker
 and prints the share of its time per part (journey agent, asyncio loop, producing,
@@ -23,15 +26,20 @@ import subprocess
 import sys
 import tempfile
 import time
+import zlib
 from collections import Counter
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from journey.facts import MS  # noqa: E402
+from journey.offline import OfflinePipeline  # noqa: E402
+from journey.state import JourneyState  # noqa: E402
 from runtime.config import load_settings  # noqa: E402
 from simulator import SimulationConfig, simulate  # noqa: E402
 from streams.assemble import offline_pipeline  # noqa: E402
 from streams.broker import LocalBroker  # noqa: E402
+from streams.kafka_server import KafkaServer  # noqa: E402
 from streams.pipeline import WorkerProcess  # noqa: E402
 from streams.produce import produce_events  # noqa: E402
 from streams.topics import ensure_pipeline_topics  # noqa: E402
@@ -44,6 +52,33 @@ def simulated_lines(events: int, seed: int) -> list[bytes]:
         if len(lines) >= events:
             return lines[:events]
         days = int(days * events / max(len(lines), 1) * 1.1) + 1
+
+
+def archive_returns(offline: OfflinePipeline) -> str:
+    """One new fact for each archived journey, in batches of 2,000: the cost of a backfill
+    where every fact brings its journey back from the archive."""
+    journeys = offline.journeys
+    stores = offline.journey_stores
+    archived = list(stores.archive)
+    if not archived:
+        return "archive: empty (no journey closed long enough before the end)"
+    batches: list[dict[str, list[list[object]]]] = [{}]
+    for number, appointment_id in enumerate(archived):
+        state = JourneyState.from_bytes(zlib.decompress(stores.archive[appointment_id]))
+        known = next(iter(state.facts.values()))
+        fact = [known[MS] + 60_000, "appointment.reminder_sent", "backfill", f"bf-{number}", *known[4:8],
+                {"channel": "sms"}]
+        if len(batches[-1]) == 2000:
+            batches.append({})
+        batches[-1][appointment_id] = [fact]
+    returns_before = journeys.returns
+    started = time.perf_counter()
+    for batch in batches:
+        journeys.process(stores, 0, batch)
+    elapsed = time.perf_counter() - started
+    returned = journeys.returns - returns_before
+    return (f"archive returns: {returned} journeys brought back by one fact each in {elapsed:.2f} s: "
+            f"{elapsed / max(returned, 1) * 1e6:,.0f} µs per return ({returned / elapsed:,.0f} facts/s)")
 
 
 def peak_rss_mb(pid: int) -> float:
@@ -95,6 +130,7 @@ def main() -> int:
     parser.add_argument("--batch-size", type=int, default=5000)
     parser.add_argument("--partitions", type=int, default=4)
     parser.add_argument("--profile", metavar="FILE", help="record the worker with py-spy (raw format) into FILE")
+    parser.add_argument("--broker", choices=("tansu", "kafka"), default="tansu", help="the broker the worker reads")
     args = parser.parse_args()
 
     lines = simulated_lines(args.events, args.seed)
@@ -104,13 +140,17 @@ def main() -> int:
     offline = offline_pipeline(load_settings(batch_size=args.batch_size))
     result = offline.run(lines)
     logic_s = time.perf_counter() - started
-    open_states = offline.journey_store
-    state_bytes = sum(len(v) for v in open_states.values())
+    hot, archive = offline.journey_stores.hot, offline.journey_stores.archive
     print(f"journey logic alone (decode + state + rows, no Kafka): {len(lines) / logic_s:,.0f} events/s")
-    print(f"state: {len(open_states)} journeys, {state_bytes / max(len(open_states), 1):,.0f} bytes per appointment"
-          f" ({result.counts['journey_versions']} journey versions)")
+    print(f"state: {len(hot)} open journeys, {sum(map(len, hot.values())) / max(len(hot), 1):,.0f} bytes each; "
+          f"{len(archive)} archived, {sum(map(len, archive.values())) / max(len(archive), 1):,.0f} bytes each "
+          f"({result.counts['journey_versions']} journey versions)")
+    print(archive_returns(offline))
 
-    with tempfile.TemporaryDirectory() as run_dir, LocalBroker(topics=(), partitions=args.partitions) as broker:
+    # 3 s sessions (tansu's group join waits half of one); Kafka refuses under 6 s unless told.
+    broker = (KafkaServer(partitions=args.partitions, extra_config={"group.min.session.timeout.ms": "1000"})
+              if args.broker == "kafka" else LocalBroker(partitions=args.partitions))
+    with tempfile.TemporaryDirectory() as run_dir, broker:
         settings = load_settings(bootstrap=broker.bootstrap, partitions=args.partitions, session_timeout_s=3.0,
                                  batch_size=args.batch_size)
         ensure_pipeline_topics(settings)

@@ -159,6 +159,14 @@ class LocalBroker:
                 time.sleep(0.1)
         raise BrokerError(f"tansu did not answer on {self.bootstrap} within {self.start_timeout_s}s: {last_error}")
 
+    @property
+    def running(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def close(self) -> None:
+        """:meth:`stop` (memory only: nothing is left to remove), as :class:`KafkaServer` has."""
+        self.stop()
+
     def stop(self) -> None:
         """Terminate the process (SIGTERM), kill it if it outlives ``stop_timeout_s``."""
         process, self.process = self.process, None

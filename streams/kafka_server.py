@@ -13,7 +13,7 @@ directory and runs one combined broker+controller JVM on free loopback ports.
 ...     kafka.restart()  # same port, same data on disk
 127.0.0.1:40123
 
-``python -m streams.kafka_server [--port N] [--data-dir D]`` runs one until Ctrl-C.
+``journeys broker --kafka [--port N] [--data-dir D]`` runs one until Ctrl-C.
 
 kafka-python (the readiness check) is imported when first needed, so importing this
 module never costs a broker client.
@@ -21,17 +21,14 @@ module never costs a broker client.
 
 from __future__ import annotations
 
-import argparse
 import base64
 import fcntl
 import json
 import os
 import re
 import shutil
-import signal
 import socket
 import subprocess
-import sys
 import tempfile
 import time
 import uuid
@@ -618,55 +615,3 @@ class KafkaServer:
 
     def _kill(self) -> None:
         self.stop(hard=True)
-
-
-# --------------------------------------------------------------------------- CLI
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m streams.kafka_server``: print the bootstrap, serve until Ctrl-C/SIGTERM."""
-    parser = argparse.ArgumentParser(prog="python -m streams.kafka_server", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--port", type=int, default=None, help="PLAINTEXT port (default: a free one)")
-    parser.add_argument("--data-dir", type=Path, default=None, help="keep data here (default: a temp dir)")
-    parser.add_argument("--partitions", type=int, default=1, help="num.partitions for new topics")
-    parser.add_argument("--version", default=DEFAULT_KAFKA_VERSION, help="Apache Kafka version")
-    parser.add_argument("--auto-create-topics", action="store_true", help="auto.create.topics.enable=true")
-    args = parser.parse_args(argv)
-    import structlog
-
-    if not structlog.is_configured():  # stdout carries only the bootstrap address
-        structlog.configure(logger_factory=structlog.PrintLoggerFactory(sys.stderr))
-
-    def on_sigterm(signum: int, frame: object) -> None:
-        raise KeyboardInterrupt
-
-    signal.signal(signal.SIGTERM, on_sigterm)
-    server = KafkaServer(
-        port=args.port,
-        data_dir=args.data_dir,
-        partitions=args.partitions,
-        version=args.version,
-        auto_create_topics=args.auto_create_topics,
-    )
-    try:
-        server.start()
-        print(server.bootstrap, flush=True)
-        print(
-            f"kafka {server.version} pid={server.pid} data={server.data_dir} log={server.log_path}",
-            file=sys.stderr,
-            flush=True,
-        )
-        code = server.wait()
-        print(f"kafka exited with code {code}: {_tail(server.log_path, 5)}", file=sys.stderr)
-        return 1
-    except KafkaUnavailable as error:
-        print(f"kafka unavailable: {error}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        return 0
-    finally:
-        server.close()
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -29,8 +29,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import orjson
-
 from runtime.children import free_port, spawn
 from runtime.config import Settings
 from runtime.logs import get_logger
@@ -259,22 +257,19 @@ class LocalPipeline:
 
         counts = FeedCounts()
         skew_ms = self.settings.max_future_skew_min * MINUTE_MS
-        unroutable: list[dict[str, Any]] = []
         settings = self.settings
         bar = tqdm(total=total, unit="ev", unit_scale=True, disable=not progress, desc="produce", mininterval=0.5)
-        with EventProducer(self.bootstrap, settings.topics, settings.topic_deadletter) as producer:
+        with EventProducer(self.bootstrap, settings.topics, settings.topic_deadletter,
+                           output_topic=settings.topic_output) as producer:
             for line_number, raw in lines:
                 counts.read += 1
                 verdict = decode(raw)
                 if isinstance(verdict, Rejected):
                     counts.invalid[verdict.reason] += 1
                     # A routable line goes to its family topic, where the worker dead-letters it
-                    # with its origin; an unroutable one goes to the dead-letter topic here, and
-                    # its row to the output, since no worker sees it.
-                    if producer.send_event(raw, origin, line_number) == settings.topic_deadletter:
-                        unroutable.append({"topic": f"file:{origin}", "partition": 0, "offset": line_number,
-                                           "reason": verdict.reason, "detail": verdict.detail,
-                                           "received_at": int(time.time() * 1000)})
+                    # with its origin; an unroutable one to the dead-letter topic (and its row
+                    # to the writer: no worker sees it).
+                    producer.send_event(raw, origin, line_number)
                 else:
                     occurred = epoch_ms(verdict.occurred_at)
                     if occurred > time.time() * 1000 + skew_ms:
@@ -290,9 +285,6 @@ class LocalPipeline:
                     bar.update(5000)
             bar.update(counts.read % 5000)
             bar.close()
-            for start in range(0, len(unroutable), 2000):
-                producer.send_raw(settings.topic_output, None, None,
-                                  orjson.dumps({"deadletters": unroutable[start:start + 2000]}))
             producer.flush()
         return counts
 

@@ -106,10 +106,15 @@ class EventProducer:
         deadletter_topic: str = DEFAULT_DEADLETTER_TOPIC,
         linger_ms: int = 50,
         max_batch_bytes: int = 256 * 1024,
+        output_topic: str | None = None,
         **producer_config: Any,
     ) -> None:
         self.topics = dict(topics)
         self.deadletter_topic = deadletter_topic
+        # No worker reads a line that has no family topic: its dead-letter row goes to the
+        # writer directly on ``output_topic`` (then it is in journeys.deadletters too).
+        self.output_topic = output_topic
+        self._unroutable_rows: list[dict[str, Any]] = []
         self.unroutable = 0
         self._linger_s = linger_ms / 1000
         self._config: dict[str, Any] = {
@@ -213,6 +218,10 @@ class EventProducer:
                 headers.append(("origin_line", str(origin_line).encode()))
             self.send_raw(self.deadletter_topic, None, None, raw, headers)
             self.unroutable += 1
+            if self.output_topic is not None:
+                self._unroutable_rows.append({
+                    "topic": f"file:{origin_file or 'input'}", "partition": 0, "offset": origin_line or 0,
+                    "reason": verdict.reason, "detail": verdict.detail, "received_at": int(time.time() * 1000)})
             return self.deadletter_topic
         topic = self.topics[verdict.family]
         self.send_raw(topic, None, verdict.key, raw)
@@ -232,6 +241,10 @@ class EventProducer:
 
     def flush(self) -> ProduceResult:
         """Send every open batch, wait for all acknowledgements; return the counts so far."""
+        rows, self._unroutable_rows = self._unroutable_rows, []
+        for start in range(0, len(rows), 2000):
+            assert self.output_topic is not None
+            self.send_raw(self.output_topic, None, None, orjson.dumps({"deadletters": rows[start:start + 2000]}))
         for slot in list(self._open):
             self._ship(slot)
         self._loop.run_until_complete(self._settle())
@@ -267,6 +280,7 @@ def produce_events(
     deadletter_topic: str = DEFAULT_DEADLETTER_TOPIC,
     origin_file: str | None = None,
     total: int | None = None,
+    output_topic: str | None = None,
     **producer_config: Any,
 ) -> ProduceResult:
     """Send every event to its family's topic, keyed by ``appointment_id``; return counts per topic.
@@ -274,14 +288,14 @@ def produce_events(
     Items may be ``(line_number, raw_bytes)`` pairs (as from
     :func:`schemas.eventfile.read_event_lines`), raw bytes or str, dicts (serialised with
     orjson) or pydantic events. Unroutable items go to ``deadletter_topic`` with headers
-    (``origin_line`` is the line number, or the item's 1-based position). ``total`` sizes
-    the progress bar. Raises :class:`ProduceError` if the broker did not take every message.
+    (``origin_line`` is the line number, or the item's 1-based position), and with
+    ``output_topic`` their dead-letter rows to the writer. ``total`` sizes the progress bar. Raises :class:`ProduceError` if the broker did not take every message.
     """
     from tqdm import tqdm
 
     bar = tqdm(total=total, unit="ev", unit_scale=True, disable=not progress, desc="produce", mininterval=0.5)
     pending = 0
-    with EventProducer(bootstrap, topics, deadletter_topic, **producer_config) as producer:
+    with EventProducer(bootstrap, topics, deadletter_topic, output_topic=output_topic, **producer_config) as producer:
         for position, item in enumerate(lines_or_events, start=1):
             if isinstance(item, tuple):
                 line, raw = item[0], _as_bytes(item[1])

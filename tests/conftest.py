@@ -28,12 +28,13 @@ import os
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
 import structlog
 
-from runtime.config import Settings
+from runtime.config import Settings, load_settings
 from streams.broker import LocalBroker
 from streams.topics import ensure_topics
 
@@ -54,6 +55,24 @@ def _broker_kinds() -> list[str]:
     return [kind.strip() for kind in os.environ.get("JOURNEYS_TEST_BROKERS", "tansu,kafka").split(",") if kind.strip()]
 
 
+def start_kafka(**options: Any) -> Any:
+    """A started Apache Kafka node for tests; skipped without Java and Maven, failed under CI."""
+    from streams.kafka_server import KafkaServer, KafkaUnavailable
+
+    # The tests use 3 s session timeouts (tansu joins take half of one); Kafka refuses
+    # sessions under group.min.session.timeout.ms (6 s by default).
+    extra = {"group.min.session.timeout.ms": "1000", **options.pop("extra_config", {})}
+    server = KafkaServer(partitions=BROKER_PARTITIONS, extra_config=extra, **options)
+    try:
+        server.start()
+    except KafkaUnavailable as error:
+        server.close()
+        if os.environ.get("CI"):
+            pytest.fail(f"real Apache Kafka unavailable in CI: {error}", pytrace=False)
+        pytest.skip(f"real Apache Kafka unavailable (Java 17 and Maven needed): {error}")
+    return server
+
+
 @pytest.fixture(scope="session", params=_broker_kinds())
 def broker(request: pytest.FixtureRequest) -> Iterator[Any]:
     """The session's broker of one kind; ``broker.bootstrap`` is ``"HOST:PORT"``, ``broker.kind``
@@ -70,18 +89,7 @@ def broker(request: pytest.FixtureRequest) -> Iterator[Any]:
         with LocalBroker(topics=topics, partitions=BROKER_PARTITIONS) as local:
             yield local
     elif kind == "kafka":
-        from streams.kafka_server import KafkaServer, KafkaUnavailable
-
-        # The tests use 3 s session timeouts (tansu joins take half of it); Kafka refuses
-        # sessions under group.min.session.timeout.ms (6 s by default).
-        server = KafkaServer(partitions=BROKER_PARTITIONS, extra_config={"group.min.session.timeout.ms": "1000"})
-        try:
-            server.start()
-        except KafkaUnavailable as error:
-            server.close()
-            if os.environ.get("CI"):
-                pytest.fail(f"real Apache Kafka unavailable in CI: {error}", pytrace=False)
-            pytest.skip(f"real Apache Kafka unavailable (Java 17 and Maven needed): {error}")
+        server = start_kafka()
         try:
             ensure_topics(server.bootstrap, topics, BROKER_PARTITIONS)
             yield server
@@ -125,6 +133,23 @@ def clickhouse_dsn(tmp_path_factory: pytest.TempPathFactory) -> str:
 def fresh_database() -> str:
     """A database name no other test uses."""
     return f"test_{uuid.uuid4().hex[:12]}"
+
+
+@pytest.fixture
+def isolated_settings(tmp_path: Path, clickhouse_dsn: str, fresh_database: str) -> Callable[..., Settings]:
+    """Settings with fresh topics, consumer group and ClickHouse database per call: tests
+    (and two pipelines in one test) never see each other's data."""
+
+    def make(**overrides: Any) -> Settings:
+        run = uuid.uuid4().hex[:8]
+        topics = {f"topic_{name}": f"t{run}.{name}" for name in
+                  ("scheduling", "checkin", "waits", "telehealth", "deadletter", "output", "patient_updates")}
+        return load_settings(**{
+            "app_id": f"journeys-{run}", "consumer_group": f"journeys-{run}", "data_dir": tmp_path / run,
+            "clickhouse_dsn": clickhouse_dsn, "clickhouse_database": f"{fresh_database}_{run}",
+            "session_timeout_s": 3.0, "batch_size": 500, **topics, **overrides})
+
+    return make
 
 
 @pytest.fixture(autouse=True)

@@ -14,15 +14,12 @@ import dataclasses
 import datetime as dt
 import random
 import time
-import uuid
 import zlib
 from collections.abc import Callable
-from pathlib import Path
 
 import orjson
 import pytest
 
-from runtime.config import Settings, load_settings
 from simulator import SimulationConfig, simulate
 from streams.pipeline import LocalPipeline
 from tests.truth import clickhouse_journeys, journey_mismatches
@@ -30,19 +27,6 @@ from tests.truth import clickhouse_journeys, journey_mismatches
 pytestmark = [pytest.mark.broker, pytest.mark.slow]
 
 DISORDERED = dict(duplicate_fraction=0.05, out_of_order_fraction=0.1, late_fraction=0.05, invalid_fraction=0.01)
-
-
-@pytest.fixture
-def isolated_settings(tmp_path: Path, clickhouse_dsn: str, fresh_database: str) -> Callable[..., Settings]:
-    def make(**overrides: object) -> Settings:
-        run = uuid.uuid4().hex[:8]
-        topics = {f"topic_{name}": f"t{run}.{name}" for name in
-                  ("scheduling", "checkin", "waits", "telehealth", "deadletter", "output", "patient_updates")}
-        return load_settings(app_id=f"journeys-{run}", consumer_group=f"journeys-{run}", data_dir=tmp_path,
-                             clickhouse_dsn=clickhouse_dsn, clickhouse_database=f"{fresh_database}_{run}",
-                             session_timeout_s=3.0, batch_size=500, **topics, **overrides)
-
-    return make
 
 
 def _event(line: bytes) -> dict | None:

@@ -187,9 +187,12 @@ def test_a_new_server_on_the_same_data_dir_finds_port_and_records(tmp_path: Path
         assert len(_read(bootstrap, topic, 20, partitions=1)) == 20
 
 
-def test_main_prints_the_bootstrap_and_stops_on_sigterm(tmp_path: Path, kafka: KafkaServer) -> None:
+def test_journeys_broker_kafka_prints_the_bootstrap_and_stops_on_sigterm(tmp_path: Path, kafka: KafkaServer) -> None:
+    from runtime.children import free_port
+
     process = subprocess.Popen(
-        [sys.executable, "-m", "streams.kafka_server", "--data-dir", str(tmp_path / "main")],
+        [sys.executable, "-m", "cli.main", "broker", "--kafka", "--port", str(free_port()),
+         "--data-dir", str(tmp_path / "main")],
         cwd=REPO,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -206,8 +209,8 @@ def test_main_prints_the_bootstrap_and_stops_on_sigterm(tmp_path: Path, kafka: K
         if process.poll() is None:
             process.kill()
     assert process.returncode == 0, stderr
-    pid = int(stderr.split("pid=")[1].split()[0])
-    assert not Path(f"/proc/{pid}").exists(), "the broker JVM outlived main()"
+    pid = int(stderr.split("pid=")[1].split(":")[0])
+    assert not Path(f"/proc/{pid}").exists(), "the broker JVM outlived journeys broker"
 
 
 def test_missing_java_or_maven_is_one_clear_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -9,11 +9,10 @@ from __future__ import annotations
 
 import time
 import uuid
-from pathlib import Path
 
 import pytest
 
-from runtime.config import Settings, load_settings
+from runtime.config import Settings
 from simulator import SimulationConfig, simulate
 from streams.pipeline import LocalPipeline
 from tests.truth import clickhouse_journeys, journey_mismatches
@@ -21,21 +20,6 @@ from tests.truth import clickhouse_journeys, journey_mismatches
 pytestmark = [pytest.mark.broker, pytest.mark.slow]
 
 DISORDERED = dict(duplicate_fraction=0.05, out_of_order_fraction=0.1, late_fraction=0.05, invalid_fraction=0.01)
-
-
-@pytest.fixture
-def isolated_settings(tmp_path: Path, clickhouse_dsn: str, fresh_database: str):
-    """Fresh topics, consumer groups and ClickHouse database: tests never see each other's data."""
-
-    def make(**overrides) -> Settings:
-        run = uuid.uuid4().hex[:8]
-        topics = {f"topic_{name}": f"t{run}.{name}" for name in
-                  ("scheduling", "checkin", "waits", "telehealth", "deadletter", "output", "patient_updates")}
-        return load_settings(app_id=f"journeys-{run}", consumer_group=f"journeys-{run}", data_dir=tmp_path,
-                             clickhouse_dsn=clickhouse_dsn, clickhouse_database=fresh_database, session_timeout_s=3.0,
-                             batch_size=500, **topics, **overrides)
-
-    return make
 
 
 def lines_of(simulation) -> list[tuple[int, bytes]]:

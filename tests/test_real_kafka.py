@@ -7,7 +7,6 @@ they are skipped, except under ``CI``, where that is a failure.
 
 from __future__ import annotations
 
-import os
 import time
 import uuid
 from collections import Counter
@@ -20,9 +19,10 @@ from kafka.admin import ConfigResource, ConfigResourceType, KafkaAdminClient
 
 from runtime.config import Settings, load_settings
 from simulator import SimulationConfig, simulate
-from streams.kafka_server import KafkaServer, KafkaUnavailable
+from streams.kafka_server import KafkaServer
 from streams.pipeline import LocalPipeline
 from streams.topics import changelog_topics
+from tests.conftest import start_kafka
 from tests.truth import clickhouse_journeys, journey_mismatches
 
 pytestmark = [pytest.mark.broker, pytest.mark.slow]
@@ -33,15 +33,7 @@ DISORDERED = dict(duplicate_fraction=0.05, out_of_order_fraction=0.1, late_fract
 @pytest.fixture
 def kafka(tmp_path: Path) -> Iterator[KafkaServer]:
     # The log cleaner wakes up often, so that compaction is seen within the test.
-    server = KafkaServer(partitions=4, data_dir=tmp_path / "kafka", extra_config={
-        "group.min.session.timeout.ms": "1000", "log.cleaner.backoff.ms": "200"})
-    try:
-        server.start()
-    except KafkaUnavailable as error:
-        server.close()
-        if os.environ.get("CI"):
-            pytest.fail(f"real Apache Kafka unavailable in CI: {error}", pytrace=False)
-        pytest.skip(f"real Apache Kafka unavailable: {error}")
+    server = start_kafka(data_dir=tmp_path / "kafka", extra_config={"log.cleaner.backoff.ms": "200"})
     try:
         yield server
     finally:

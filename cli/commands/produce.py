@@ -73,6 +73,7 @@ def run(args: argparse.Namespace) -> int:
             deadletter_topic=settings.topic_deadletter,
             origin_file=args.file,
             total=total,
+            output_topic=settings.topic_output,
         )
     except OSError as error:
         print(f"journeys produce: cannot read {args.file}: {error.strerror or error}", file=sys.stderr)
