@@ -51,7 +51,6 @@ from sources.render import FHIRRenderer, fhir_carries, hl7_carries, render_hl7
 from streams.broker import LocalBroker
 from streams.gateway import GatewayThread
 from streams.pipeline import LocalPipeline
-from tests.test_pipeline_e2e import isolated_settings  # noqa: F401  (a fixture)
 from tests.truth import JOURNEY_METRICS, clickhouse_journeys, journey_mismatches
 
 pytestmark = [pytest.mark.broker]
@@ -147,7 +146,7 @@ def gateways(tmp_path: Path) -> Iterator[list[GatewayProcess]]:
 
 
 @pytest.mark.slow
-def test_a_day_over_hl7_and_fhir_equals_the_same_day_as_contract_json(broker, isolated_settings, gateways,  # noqa: F811
+def test_a_day_over_hl7_and_fhir_equals_the_same_day_as_contract_json(broker, isolated_settings, gateways,
                                                                       tmp_path):
     simulation = simulate(SimulationConfig(seed=11, days=1, sites=1))
     events = [orjson.loads(line) for line in simulation.lines]
