@@ -56,6 +56,7 @@ class FeedCounts:
     valid: int = 0
     invalid: Counter[str] = field(default_factory=Counter)
     max_occurred_ms: int | None = None
+    appointments: set[str] = field(default_factory=set)  # of the valid events
 
     @property
     def dead_lettered(self) -> int:
@@ -277,6 +278,7 @@ class LocalPipeline:
                         counts.invalid["future_timestamp"] += 1
                     else:
                         counts.valid += 1
+                        counts.appointments.add(verdict.appointment_id)
                         if counts.max_occurred_ms is None or occurred > counts.max_occurred_ms:
                             counts.max_occurred_ms = occurred
                     # Decoded already: routed without parsing the JSON a second time.

@@ -251,7 +251,9 @@ class EventProducer:
         if self._first_error is not None:
             failed = sum(self._failed.values())
             raise ProduceError(f"{failed} messages were not acknowledged; first error: {self._first_error!r}")
-        return ProduceResult(counts=dict(self._acked), unroutable=self.unroutable)
+        # Events per topic: the dead-letter rows for the writer are not events of the input.
+        events = {topic: count for topic, count in self._acked.items() if topic != self.output_topic}
+        return ProduceResult(counts=events, unroutable=self.unroutable)
 
     def close(self) -> None:
         """Stop the producer (messages not flushed yet may be lost: call :meth:`flush` first)."""

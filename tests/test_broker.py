@@ -166,8 +166,11 @@ def test_produce_command_prints_counts_per_topic(
         b"\n".join([orjson.dumps(example_event("patient.arrived")), b"", orjson.dumps(example_event("wait.ended")),
                     b"{not json"]) + b"\n"
     )
-    assert main(["produce", str(path), "--bootstrap", broker.bootstrap, "--no-progress"]) == 0
-    out = capsys.readouterr().out.splitlines()
+    # One line is not JSON: sent to the dead-letter topic, said on stderr, exit 1 (like validate).
+    assert main(["produce", str(path), "--bootstrap", broker.bootstrap, "--no-progress"]) == 1
+    captured = capsys.readouterr()
+    assert "1 lines have no family topic" in captured.err
+    out = captured.out.splitlines()
     assert f"{names[1]}: 1" in out and f"{names[2]}: 1" in out and f"{names[4]}: 1" in out
     assert out[-1] == f"total: 3 (unroutable, sent to {names[4]}: 1)"
     records = consume_exactly(broker.bootstrap, names, expected=3)

@@ -134,6 +134,10 @@ def run_query(args: argparse.Namespace) -> int:
         with read_only_queries(settings, JSON_FORMATS[args.format], via=args.via) as query:
             output = query(statement)
     except Exception as error:  # the command's answer to any failed query: its message, exit 1
+        from cli.main import known_fault
+
+        if known_fault(error) is not None:
+            raise  # ClickHouse unreachable, chdb held, ...: one line and exit 2, from cli.main
         print(f"journeys query: {error}", file=sys.stderr)
         return 1
     sys.stdout.write(render_table(output) if args.format == "table" else output.decode())

@@ -78,10 +78,19 @@ def run(args: argparse.Namespace) -> int:
     except OSError as error:
         print(f"journeys produce: cannot read {args.file}: {error.strerror or error}", file=sys.stderr)
         return 2
-    except (ProduceError, BrokerError) as error:
+    except BrokerError as error:
+        print(f"journeys produce: {error} (JOURNEYS_BOOTSTRAP or --bootstrap)", file=sys.stderr)
+        return 2
+    except ProduceError as error:
         print(f"journeys produce: {error}", file=sys.stderr)
         return 1
     for topic in (*settings.input_topics, settings.topic_deadletter):
         print(f"{topic}: {result.counts.get(topic, 0)}")
     print(f"total: {result.total} (unroutable, sent to {settings.topic_deadletter}: {result.unroutable})")
+    if result.unroutable:
+        # Lines that are events but invalid reach their family topic and are dead-lettered by
+        # the workers; these have no topic at all. `journeys validate FILE` lists every bad line.
+        print(f"journeys produce: {result.unroutable} lines have no family topic (see journeys validate "
+              f"{args.file}); they are in {settings.topic_deadletter} and journeys.deadletters", file=sys.stderr)
+        return 1
     return 0

@@ -2,7 +2,8 @@
 
 Events go through a real broker (a local one unless ``--bootstrap``), the stream
 workers and the ClickHouse writer; the command waits until everything is in ClickHouse,
-prints the counts and exits 0. The watermark at the end is the largest ``occurred_at``
+prints the counts and exits 0, or 1 when some lines were invalid (their reasons are counted;
+``journeys validate FILE`` lists them). The watermark at the end is the largest ``occurred_at``
 of the file, so silent no-shows up to that point are decided. Replaying the same
 file again into the same ClickHouse leaves the same rows.
 """
@@ -44,8 +45,10 @@ def run(args: argparse.Namespace) -> int:
     print(f"dead-lettered:  {counts.dead_lettered}" + (
         f"  ({', '.join(f'{reason} {n}' for reason, n in sorted(counts.invalid.items()))})" if counts.invalid else ""))
     print(f"duplicates:     {duplicates}")
-    print(f"journeys written: {journeys} appointments in ClickHouse ({stored_events} distinct events stored)")
-    return 0
+    print(f"this file:      {len(counts.appointments)} appointments")
+    print(f"ClickHouse now: {journeys} appointments, {stored_events} distinct events (every run so far)")
+    # Like `journeys validate`: a file with invalid lines is not a clean success.
+    return 1 if counts.dead_lettered else 0
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
