@@ -41,15 +41,8 @@ from journey.processor import JourneyProcessor, JourneyStores, PatientProcessor
 from journey.state import Bundle, Emission
 from schemas.timestamps import DAY_MS
 
+# What to do with an event read off its appointment's partition (JOURNEYS_WRONG_KEY).
 WrongKey = Literal["reroute", "deadletter"]
-WRONG_KEY_OPTIONS: tuple[WrongKey, ...] = ("reroute", "deadletter")
-
-
-def check_option(setting: str, value: str, options: tuple[str, ...]) -> Any:
-    """``value`` if it is one of ``options``, else a ValueError naming the setting."""
-    if value not in options:
-        raise ValueError(f"{setting}: {value!r} is not one of {', '.join(options)}")
-    return value
 
 
 Store = MutableMapping[str, bytes]
@@ -107,7 +100,7 @@ class JourneyStep:
         # elsewhere (keyed with something else, or nothing) would open a second journey
         # state on another worker: it is sent on to its home partition, or dead-lettered.
         self.home_partition = home_partition
-        self.wrong_key: WrongKey = check_option("JOURNEYS_WRONG_KEY", wrong_key, WRONG_KEY_OPTIONS)
+        self.wrong_key = wrong_key
 
     def run(self, records: Sequence[Record], stores_for: StoresFor, received_ms: int | None = None,
             now_s: float = 0.0) -> StepOutput:
