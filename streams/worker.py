@@ -132,10 +132,10 @@ class JourneyWorker:
         self.settings = settings
         self.partitions = settings.partitions
         self.journeys = journey_processor_from(settings)
-        partitions = settings.partitions
-        self.step = JourneyStep(edge_from(settings), self.journeys, lambda key: key_partition(key, partitions),
-                                too_late_ms(settings), home_partition=lambda key: key_partition(key, partitions),
-                                wrong_key=settings.wrong_key)
+        # Patient keys and appointment ids are partitioned alike: Kafka's partitioner of the key.
+        partition_of = functools.partial(key_partition, partitions=settings.partitions)
+        self.step = JourneyStep(edge_from(settings), self.journeys, partition_of, too_late_ms(settings),
+                                home_partition=partition_of, wrong_key=settings.wrong_key)
         self.patients = PatientStep(PatientProcessor())
         self.stats = Stats()
         # Timers live in memory: after a rebalance each stage rebuilds them from its table.
