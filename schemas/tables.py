@@ -31,6 +31,11 @@ class Table:
     key: tuple[str, ...]  # ORDER BY: what identifies a row (ReplacingMergeTree keeps one per key)
     version: str  # the column whose largest value wins
     columns: tuple[tuple[str, Any], ...]  # (name, empty value), in table order
+    # PARTITION BY toYYYYMM of the first of these time columns that is not NULL (empty:
+    # not partitioned by a row time). A key whose time moves to another month leaves a
+    # row behind in the old partition: the writer puts an is_deleted tombstone beside it
+    # (sinks/placement.py), so each partition can be read FINAL on its own.
+    partition_by: tuple[str, ...] = ()
     names: tuple[str, ...] = field(init=False)
 
     def __post_init__(self) -> None:
@@ -39,6 +44,18 @@ class Table:
     @property
     def deletable(self) -> bool:
         return "is_deleted" in self.names
+
+    @property
+    def partition_key(self) -> str:
+        """The PARTITION BY expression as ClickHouse reports it (``system.tables.partition_key``).
+
+        >>> TABLES["appointment_journeys"].partition_key
+        'toYYYYMM(ifNull(scheduled_start, first_event_at))'
+        """
+        if not self.partition_by:
+            return ""
+        first, *rest = self.partition_by
+        return f"toYYYYMM({f'ifNull({first}, {rest[0]})' if rest else first})"
 
 
 def tombstone(table: str, version: int, **known: Any) -> dict[str, Any]:
@@ -55,6 +72,7 @@ TABLES: dict[str, Table] = {table.name: table for table in (
         "events",
         key=("source", "event_id"),
         version="copy_rank",
+        partition_by=("occurred_at",),
         columns=(
             ("source", ""),
             ("event_id", ""),
@@ -91,9 +109,12 @@ TABLES: dict[str, Table] = {table.name: table for table in (
         "appointment_journeys",
         key=("appointment_id",),
         version="version",
+        # A journey without a scheduled_start yet (its booking not seen) is placed by its first event.
+        partition_by=("scheduled_start", "first_event_at"),
         columns=(
             ("appointment_id", ""),
             ("version", 0),
+            ("is_deleted", 0),
             ("patient_key", ""),
             ("site_id", ""),
             ("department", ""),
@@ -149,6 +170,7 @@ TABLES: dict[str, Table] = {table.name: table for table in (
         "stage_intervals",
         key=("appointment_id", "stage"),
         version="version",
+        partition_by=("started_at",),
         columns=(
             ("appointment_id", ""),
             ("stage", ""),
@@ -167,6 +189,7 @@ TABLES: dict[str, Table] = {table.name: table for table in (
         "queue_waits",
         key=("appointment_id", "queue", "wait_key"),
         version="version",
+        partition_by=("started_at",),
         columns=(
             ("appointment_id", ""),
             ("queue", ""),
@@ -188,6 +211,7 @@ TABLES: dict[str, Table] = {table.name: table for table in (
         "friction_events",
         key=("appointment_id", "rule", "hit_key"),
         version="version",
+        partition_by=("occurred_at",),
         columns=(
             ("appointment_id", ""),
             ("rule", ""),
@@ -231,6 +255,7 @@ TABLES: dict[str, Table] = {table.name: table for table in (
         "patient_visits",
         key=("patient_key", "appointment_id"),
         version="version",
+        partition_by=("visit_at",),
         columns=(
             ("patient_key", ""),
             ("appointment_id", ""),
@@ -250,6 +275,7 @@ TABLES: dict[str, Table] = {table.name: table for table in (
         "site_hourly",
         key=("site_id", "department", "hour"),
         version="computed_at",
+        partition_by=("hour",),
         columns=(
             ("site_id", ""),
             ("department", ""),

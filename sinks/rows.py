@@ -48,7 +48,7 @@ from typing import Any, NamedTuple
 from clickhouse_connect.driver.client import Client
 
 from runtime.logs import get_logger
-from sinks import site_hourly
+from sinks import placement, site_hourly
 from sinks.faults import describe, isolate, summary
 from sinks.migrate import MigrationError, quote_database
 from sinks.tables import Prepared, TableSchema, load_schemas
@@ -56,6 +56,10 @@ from sinks.tables import Prepared, TableSchema, load_schemas
 MARKERS_TABLE = "pipeline_markers"
 JOURNEYS_TABLE = "appointment_journeys"
 REJECTED_TABLE = "rejected_rows"
+# Tables partitioned by a time a key can change: each key kept live in one partition.
+PLACED = placement.placed_tables()
+# Columns of a journey's stored row that name the site_hourly bucket it leaves.
+BUCKET_COLUMNS = ("site_id", "department")
 # Tables the writer maintains itself: rows for them from outside are refused.
 DERIVED_TABLES = frozenset({"site_hourly", "schema_migrations", REJECTED_TABLE})
 # Values for columns a row may lack. The Kafka writer sets output_partition from the
@@ -144,15 +148,29 @@ class RowWriter:
         prepared = {table: (p, group) for table, (p, group) in converted.items() if p is not None and p.row_count}
         counts: dict[str, int] = {}
 
+        # Where each key's newest row is now, read before anything goes in: it places
+        # tombstones (sinks.placement) and names the buckets appointments leave.
         touched: set[site_hourly.Bucket] = set()
-        journeys = prepared.get(JOURNEYS_TABLE)
-        if journeys is not None and self.recompute_site_hourly:
-            column = dict(zip(journeys[0].names, journeys[0].columns, strict=True))
-            touched = site_hourly.current_buckets(self.client, self.database, column["appointment_id"])
-            touched |= site_hourly.buckets_of_rows(column["site_id"], column["department"], column["scheduled_start"])
+        offset: dict[str, int] = {}
+        for table, (rows, group) in prepared.items():
+            if table not in PLACED:
+                continue
+            extra = BUCKET_COLUMNS if table == JOURNEYS_TABLE else ()
+            stored = placement.stored_placements(
+                self.client, self.database, PLACED[table], rows.columns[rows.names.index(PLACED[table].key[0])], extra)
+            if table == JOURNEYS_TABLE and self.recompute_site_hourly:
+                column = dict(zip(rows.names, rows.columns, strict=True))
+                touched = site_hourly.buckets_of_rows(column["site_id"], column["department"], column["scheduled_start"])
+                left = (site_hourly.bucket_of(p.extra["site_id"], p.extra["department"], p.times["scheduled_start"])
+                        for p in stored.values() if not p.deleted)
+                touched.update(bucket for bucket in left if bucket is not None)
+            settled = self._settle(table, rows, group, stored)
+            # Counted as the batch's rows: superseded ones are written (replaced anyway), tombstones not.
+            offset[table] = rows.row_count - settled.row_count
+            prepared[table] = (settled, group)
 
         for table, (rows, group) in prepared.items():
-            counts[table] = self._insert_isolating(table, rows, group)
+            counts[table] = self._insert_isolating(table, rows, group) + offset.get(table, 0)
         if touched:
             counts["site_hourly"] = self._recompute(touched)
 
@@ -205,6 +223,37 @@ class RowWriter:
                 self._warned_keys.add((table, key))
                 log.warning("unknown_column_ignored", table=table, column=key)
         return prepared
+
+    def _settle(
+        self, table: str, prepared: Prepared, group: _Rows, stored: Mapping[placement.Key, placement.Placement]
+    ) -> Prepared:
+        """``prepared`` as :func:`sinks.placement.settle` says: superseded and stale rows
+        out, core tombstones in the partition of what they delete, move tombstones added
+        (as rows of ``group`` from the message of the row that moved)."""
+        spec = PLACED[table]
+        wanted = [*spec.key, spec.version, "is_deleted", *spec.partition_by]
+        picked = [prepared.columns[prepared.names.index(name)] for name in wanted]
+        rows = [dict(zip(wanted, values, strict=True)) for values in zip(*picked, strict=True)]
+        settled = placement.settle(spec, rows, stored)
+        if not settled.moved and not settled.tombstones and len(settled.keep) == prepared.row_count:
+            return prepared  # the common case: nothing moved
+        kept = prepared.subset(settled.keep)
+        columns = [list(column) for column in kept.columns]
+        for position_in_kept, position in enumerate(settled.keep):
+            for name, value in settled.moved.get(position, {}).items():
+                columns[prepared.names.index(name)][position_in_kept] = value
+        indexes = list(kept.kept)
+        if settled.tombstones:
+            schema = self._table_schema(table)
+            assert schema is not None  # its rows were just prepared with it
+            extra = schema.to_columns([t.row for t in settled.tombstones])
+            for column, values in zip(columns, extra.columns, strict=True):
+                column.extend(values)
+            for t in settled.tombstones:
+                group.rows.append(t.row)
+                group.sources.append(group.sources[prepared.kept[t.cause]])
+                indexes.append(len(group.rows) - 1)
+        return Prepared(names=prepared.names, types=prepared.types, columns=columns, kept=indexes)
 
     def _insert_isolating(self, table: str, prepared: Prepared, group: _Rows, *, one_at_a_time: bool = False) -> int:
         """Insert ``prepared``; rows the engine refuses go aside, the others in. Returns rows written.

@@ -4,7 +4,8 @@ A bucket is (site_id, department, hour of scheduled_start). After appointment ro
 are inserted, every bucket they touch is recomputed from scratch: the buckets of the
 new rows AND the buckets those appointments were in before (a reschedule moves an
 appointment to another hour; the old hour must lose it). A bucket that became empty
-gets a row of zeros, so a dashboard never keeps showing a moved appointment.
+gets a row of zeros, so a dashboard never keeps showing a moved appointment. Where the
+appointments were before comes from the writer's placement lookup (:mod:`sinks.placement`).
 
 Recomputing is idempotent: the result depends only on the latest version of each
 appointment, and ``computed_at`` (the ReplacingMergeTree version) is the server time
@@ -22,6 +23,7 @@ from clickhouse_connect.driver.client import Client
 
 from schemas.timestamps import HOUR_MS
 from sinks.migrate import quote_database
+from sinks.placement import month_of
 
 _CHUNK = 5_000  # buckets / ids per statement: keeps parameters well under HTTP limits
 
@@ -43,23 +45,9 @@ def buckets_of_rows(
     }
 
 
-def current_buckets(client: Client, database: str, appointment_ids: Iterable[str]) -> set[Bucket]:
-    """Buckets the appointments are in now (latest version), read before new rows go in."""
-    db = quote_database(database)
-    ids = sorted(set(appointment_ids))
-    found: set[Bucket] = set()
-    for start in range(0, len(ids), _CHUNK):
-        rows = client.query(
-            # The hour as buckets_of_rows computes it (floor, Int64), not toStartOfHour: that
-            # one clamps an hour DateTime cannot hold (before 1970) to another bucket.
-            f"SELECT DISTINCT site_id, department,"
-            f" toInt64(floor(toUnixTimestamp64Milli(assumeNotNull(scheduled_start)) / {HOUR_MS})) * 3600"
-            f" FROM {db}.appointment_journeys FINAL"
-            " WHERE appointment_id IN (SELECT arrayJoin({ids:Array(String)})) AND scheduled_start IS NOT NULL",
-            parameters={"ids": ids[start : start + _CHUNK]},
-        ).result_rows
-        found.update(Bucket(str(site), str(dep), int(hour)) for site, dep, hour in rows)
-    return found
+def bucket_of(site_id: str, department: str, start_ms: int | None) -> Bucket | None:
+    """The bucket of one appointment (None without a scheduled_start)."""
+    return None if start_ms is None else Bucket(site_id, department, start_ms // HOUR_MS * 3600)
 
 
 _RECOMPUTE = """
@@ -110,15 +98,19 @@ LEFT JOIN
         toUInt32(countIf(telehealth_abandoned = 1)) AS telehealth_abandoned,
         toUInt32(sum(friction_count)) AS friction_count
     FROM {db}.appointment_journeys FINAL
-    -- The filter applies after FINAL (non-key columns; the setting below keeps it so
-    -- on any server profile): only an appointment's latest version decides its bucket.
-    WHERE scheduled_start IS NOT NULL
+    -- Only the months of the buckets are read: the table is partitioned by month of
+    -- scheduled_start and merged per partition (every partition is right on its own,
+    -- sinks/placement.py), so the cost follows the batch, not the table's history.
+    -- The other filters apply after FINAL (non-key columns; the setting below keeps it
+    -- so on any server profile): only an appointment's latest version decides its bucket.
+    WHERE toYYYYMM(ifNull(scheduled_start, first_event_at)) IN (SELECT arrayJoin({{months:Array(UInt32)}}))
+      AND scheduled_start IS NOT NULL
       AND toUnixTimestamp(toStartOfHour(assumeNotNull(scheduled_start))) IN (SELECT arrayJoin({{hours:Array(UInt32)}}))
       AND site_id IN (SELECT arrayJoin({{sites:Array(String)}}))
     GROUP BY site_id, department, hour
 ) AS a
 USING (site_id, department, hour)
-SETTINGS join_use_nulls = 0, optimize_move_to_prewhere_if_final = 0
+SETTINGS join_use_nulls = 0, optimize_move_to_prewhere_if_final = 0, do_not_merge_across_partitions_select_final = 1
 """
 
 
@@ -138,6 +130,7 @@ def recompute(client: Client, buckets: Iterable[Bucket], database: str) -> int:
                 "sites": [b.site_id for b in chunk],
                 "deps": [b.department for b in chunk],
                 "hours": [b.hour for b in chunk],
+                "months": sorted({month_of(b.hour * 1000) for b in chunk}),
             },
         )
     return len(ordered)

@@ -26,9 +26,10 @@ from sinks.columns import BadValue, Converter, converter_for, default_for, parse
 
 # Columns the writer may fill when a row lacks them: the time the row reached us.
 NOW_FILLED = frozenset({"written_at", "ingested_at", "received_at"})
-# Columns added later, filled for rows from workers that predate them (a rolling upgrade):
-# an events row without a copy_rank ranks below every ranked copy of its event.
-ADDED_LATER = {"copy_rank": 0}
+# Columns added later, by table, filled for rows that lack them: an events row from a
+# worker that predates copy_rank ranks below every ranked copy of its event; a journey
+# row is live (only the writer's own tombstones set is_deleted, sinks/placement.py).
+ADDED_LATER: dict[str, dict[str, Any]] = {"events": {"copy_rank": 0}, "appointment_journeys": {"is_deleted": 0}}
 
 
 @dataclass
@@ -84,15 +85,19 @@ class TableSchema:
         now_ms = int(time.time() * 1000)
         for name in NOW_FILLED.intersection(self.names):
             fill.setdefault(name, now_ms)
-        for name, value in ADDED_LATER.items():
-            if name in self.names:
-                fill.setdefault(name, value)
+        added = {name: value for name, value in ADDED_LATER.get(self.name, {}).items() if name in self.names}
+        for name, value in added.items():
+            fill.setdefault(name, value)
         rejected: dict[int, str] = {}
         known = frozenset(self.names)
-        if rows and all(row.keys() == known for row in rows):
-            # The contract's case: every row has exactly the table's columns, so plain
-            # indexing (no defaults, no missing-value checks) is enough.
-            raw: list[list[Any]] = [[row[name] for row in rows] for name in self.names]
+        sent = known - added.keys()
+        if rows and (all(row.keys() == known for row in rows) or all(row.keys() == sent for row in rows)):
+            # The contract's case: every row has exactly the table's columns (or all of
+            # them but the added ones), so plain indexing (no defaults, no missing-value
+            # checks) is enough.
+            raw: list[list[Any]] = [
+                [row[name] for row in rows] if name in rows[0] else [fill[name]] * len(rows) for name in self.names
+            ]
             unknown: set[str] = set()
         else:
             raw = []

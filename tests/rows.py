@@ -100,6 +100,7 @@ def journey_row(appointment_id: str = "A-1", version: int = 1, **overrides: Any)
         {
             "appointment_id": appointment_id,
             "version": version,
+            "is_deleted": 0,
             "patient_key": PATIENT_KEY,
             "site_id": "north",
             "department": "cardiology",
