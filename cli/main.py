@@ -28,6 +28,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "cli.commands.demo",
     "cli.commands.clickhouse",
     "cli.commands.dashboards",
+    "cli.commands.loyalty",
     "cli.commands.hl7",
     "cli.commands.fhir",
 )

@@ -1,10 +1,11 @@
 """Dashboard 4, "Patient loyalty": does friction cost us patients?
 
-A completed visit (``patient_visits``) either had friction (any friction record) or
-not; ``returned_within_90d`` says whether the patient came back for another completed
-visit within 90 days: 1 as soon as one is seen, 0 once 90 days passed in event time
-without one, NULL while undecided. Return rates are over *decided* visits only, so a
-recent range shows few decided visits; the panels show how many are still open.
+The retention measures of ``journey/METRICS.md`` ("Retention"), from the SQL of
+:mod:`dashboards.retention` (the same as ``journeys loyalty``): a headline in plain
+words; lapse rates after friction and after clean visits; the relative risk of not
+coming back per friction rule and per site, stratified by department and visit type,
+with 95% intervals; patients lost to friction; and the time-to-return curves. Each
+estimate says when history is too short instead of showing a number.
 
 Repeat no-shows come from the per-patient summary (``patient_journeys``), restricted to
 the patients with an appointment in the range and the selected site, department and
@@ -13,43 +14,60 @@ provider. Only counts leave ClickHouse: no panel shows a patient identifier.
 
 from __future__ import annotations
 
-from grafana_foundation_sdk.builders import dashboard, stat
+from grafana_foundation_sdk.builders import dashboard
 
 from dashboards.panels import (
+    FILTERS,
     bar_panel,
     journeys_dashboard,
     sql,
     stat_panel,
     table_panel,
 )
+from dashboards.retention import (
+    ANY_FRICTION,
+    MIN_EXPOSED_DECIDED,
+    findings_sql,
+    headline_sql,
+    kaplan_meier_sql,
+    return_windows,
+)
 
 UID = "journeys-loyalty"
 
-VISITS = "FROM patient_visits FINAL WHERE $__timeFilter(visit_at) AND {filters}"
-RETURN_RATE = "countIf(returned_within_90d = 1) / nullIf(countIf(returned_within_90d IS NOT NULL), 0)"
+# The visits whose outcome the panels measure: completed in the range, at the selection.
+INDEX = f"$__timeFilter(visit_at) AND {FILTERS}"
+SINCE = "($__fromTime)"
 # Patients with an appointment in the range and filters (patient_journeys has no site).
 PATIENTS_IN_SCOPE = (
     "patient_key IN (SELECT patient_key FROM appointment_journeys FINAL"
     " WHERE $__timeFilter(scheduled_start) AND {filters})"
 )
-DECIDED = (
-    "Return rate = visits followed by another completed visit of the same patient within 90 days / "
-    "visits whose 90 days have passed or that already saw a return (decided)."
+LAPSE = (
+    "A completed visit lapsed when the patient had no later completed visit (on a later day) within "
+    f"the department's return window ({return_windows().default_days} days unless set otherwise in "
+    "dashboards/return_windows.yaml); only visits whose whole window has passed count (decided)."
 )
-
-
-def _return_stat(title: str, had_friction: int, description: str) -> stat.Panel:
-    return stat_panel(
-        title,
-        f"{description} {DECIDED}",
-        sql(f"""
-            SELECT {RETURN_RATE} AS "Returned within 90 days"
-            {VISITS} AND had_friction = {had_friction}
-        """),
-        unit="percentunit",
-        decimals=1,
-        width=5,
-    )
+RISK = (
+    "Relative risk = Mantel-Haenszel risk ratio of lapsing, exposed vs visits with no friction, within "
+    "strata of department x visit type, with its 95% confidence interval (Greenland-Robins). "
+    f"Blank when fewer than {MIN_EXPOSED_DECIDED} exposed visits are decided or no visit lapsed."
+)
+LOST = "Patients lost = lapses after the friction x (1 - 1/relative risk): the lapses it explains."
+FINDINGS = findings_sql(INDEX, SINCE)
+FINDING_COLUMNS = """
+    round(lapse_rate_exposed, 3) AS "Lapse rate with it",
+    round(lapse_rate_unexposed, 3) AS "Lapse rate without friction",
+    round(relative_risk, 2) AS "Relative risk",
+    if(enough, toString(round(ci_low, 2)) || ' - ' || toString(round(ci_high, 2)), 'not enough history') AS "95% interval",
+    round(patients_lost, 1) AS "Patients lost",
+    if(enough, toString(round(greatest(patients_lost_low, 0), 1)) || ' - '
+        || toString(round(patients_lost_high, 1)), '') AS "Patients lost, 95% interval"
+"""
+# An estimate and its interval bounds in one colour: a threshold colouring each bound
+# on its own would paint one interval in two verdicts.
+NEUTRAL = [(None, "blue")]
+RATE_UNITS = {"Lapse rate with it": "percentunit", "Lapse rate without friction": "percentunit"}
 
 
 def build() -> dashboard.Dashboard:
@@ -58,98 +76,123 @@ def build() -> dashboard.Dashboard:
         journeys_dashboard(
             UID,
             "Patient loyalty",
-            "Do patients come back after a visit with friction? Return within 90 days and repeat no-shows.",
+            "Does friction cost us patients? Lapse after friction vs clean visits, by rule and site, with "
+            "95% intervals, patients lost to friction, time to return; and repeat no-shows.",
             time_from="now-180d",
             refresh="5m",
         )
-        .with_row(dashboard.Row("Return within 90 days"))
+        .with_row(dashboard.Row("Does friction cost us patients?"))
         .with_panel(
-            stat_panel(
-                "Completed visits",
-                "Completed visits (status completed) in the range, by scheduled start, and how many of them "
-                "had friction (any friction record on the appointment).",
-                sql(f"""
-                    SELECT count() AS Visits, countIf(had_friction = 1) AS "With friction"
-                    {VISITS}
-                """),
-                width=5,
-            )
-        )
-        .with_panel(
-            _return_stat(
-                "Returned after friction", 1, "Completed visits that had friction and were followed by a return."
-            )
-        )
-        .with_panel(
-            _return_stat(
-                "Returned after a clean visit", 0, "Completed visits without friction followed by a return."
+            table_panel(
+                "What friction costs",
+                f"The friction rule that explains the most lost patients among those with a clear effect (95% "
+                f"interval above 1), in plain words. {LAPSE} {RISK}",
+                sql(headline_sql(INDEX, SINCE, column="Finding")),
+                width=24,
+                height=3,
             )
         )
         .with_panel(
             stat_panel(
-                "Undecided visits",
-                "Completed visits less than 90 days ago (in event time) with no return yet: they count in "
-                "neither return rate until a return is seen or 90 days pass.",
+                "Decided visits",
+                f"Completed visits in the range whose return window has passed, and how many of them had "
+                f"friction. {LAPSE}",
                 sql(f"""
-                    SELECT countIf(returned_within_90d IS NULL) AS Undecided
-                    {VISITS}
+                    SELECT exposed_visits + unexposed_visits AS Decided, exposed_visits AS "With friction"
+                    FROM ({FINDINGS}) WHERE rule = '{ANY_FRICTION}'
                 """),
-                width=4,
+                width=6,
             )
         )
         .with_panel(
             stat_panel(
-                "Days between visits",
-                "Median days between a patient's two latest completed visits (days since previous "
-                "completed visit), over the patients with an appointment in the range.",
+                "Lapse rate after friction vs clean",
+                f"Share of decided visits that lapsed: after any friction, and after visits without. {LAPSE}",
                 sql(f"""
-                    SELECT quantileExactInclusive(0.5)(days_since_previous_completed_visit) AS Days
-                    FROM patient_journeys FINAL
-                    WHERE {PATIENTS_IN_SCOPE}
+                    SELECT lapse_rate_exposed AS "After friction", lapse_rate_unexposed AS "Clean visits"
+                    FROM ({FINDINGS}) WHERE rule = '{ANY_FRICTION}'
                 """),
-                unit="d",
-                decimals=0,
-                width=5,
-            )
-        )
-        .with_panel(
-            bar_panel(
-                "Return within 90 days: friction vs none",
-                f"Return rate of completed visits with friction against visits without. {DECIDED}",
-                sql(f"""
-                    SELECT if(had_friction = 1, 'after friction', 'no friction') AS Visit,
-                           {RETURN_RATE} AS "Return rate"
-                    {VISITS}
-                    GROUP BY Visit
-                    ORDER BY Visit
-                """),
-                x_field="Visit",
                 unit="percentunit",
-                width=8,
+                decimals=1,
+                thresholds=NEUTRAL,
+                width=6,
+            )
+        )
+        .with_panel(
+            stat_panel(
+                "Relative risk of not coming back",
+                f"After any friction, against clean visits, with its 95% interval. {RISK}",
+                sql(f"""
+                    SELECT relative_risk AS "Relative risk", ci_low AS "95% low", ci_high AS "95% high"
+                    FROM ({FINDINGS}) WHERE rule = '{ANY_FRICTION}' AND enough
+                """),
+                decimals=2,
+                thresholds=NEUTRAL,
+                width=6,
+            )
+        )
+        .with_panel(
+            stat_panel(
+                "Patients lost to friction",
+                f"Lapses after any friction beyond what clean visits' lapse rate explains, with the 95% "
+                f"interval. {LOST} {RISK}",
+                sql(f"""
+                    SELECT patients_lost AS "Patients lost", greatest(patients_lost_low, 0) AS "95% low",
+                           patients_lost_high AS "95% high"
+                    FROM ({FINDINGS}) WHERE rule = '{ANY_FRICTION}' AND enough
+                """),
+                decimals=0,
+                thresholds=NEUTRAL,
+                width=6,
             )
         )
         .with_panel(
             table_panel(
-                "Return by friction rule",
-                "Per friction rule that hit a completed visit: visits, decided visits, returns, the return "
-                f"rate, and the return rate of visits without friction for comparison. {DECIDED}",
+                "Risk of not coming back, by friction rule",
+                f"Per friction rule: decided visits with it, lapse rates with it and without any friction, "
+                f"relative risk with its 95% interval, patients lost. {LAPSE} {RISK} {LOST}",
                 sql(f"""
-                    SELECT rule AS "Friction rule",
-                           count() AS Visits,
-                           countIf(returned_within_90d IS NOT NULL) AS Decided,
-                           countIf(returned_within_90d = 1) AS Returned,
-                           round({RETURN_RATE}, 3) AS "Return rate",
-                           round((
-                               SELECT {RETURN_RATE} {VISITS} AND had_friction = 0
-                           ), 3) AS "Return rate without friction"
-                    FROM patient_visits FINAL
-                    ARRAY JOIN friction_rules AS rule
-                    WHERE $__timeFilter(visit_at) AND {{filters}}
-                    GROUP BY rule
-                    ORDER BY Visits DESC, rule
+                    SELECT if(rule = '{ANY_FRICTION}', 'Any friction', rule) AS "Friction rule",
+                           exposed_visits AS "Visits with it",
+                           {FINDING_COLUMNS}
+                    FROM ({FINDINGS})
                 """),
-                units={"Return rate": "percentunit", "Return rate without friction": "percentunit"},
-                width=16,
+                units=RATE_UNITS,
+                width=24,
+                height=9,
+            )
+        )
+        .with_panel(
+            table_panel(
+                "Risk of not coming back, by site",
+                f"Per site: any friction against clean visits there. {LAPSE} {RISK} {LOST}",
+                sql(f"""
+                    SELECT site_id AS Site, exposed_visits AS "Visits with friction",
+                           unexposed_visits AS "Clean visits",
+                           {FINDING_COLUMNS}
+                    FROM ({findings_sql(INDEX, SINCE, by_site=True)})
+                """),
+                units=RATE_UNITS,
+                width=14,
+            )
+        )
+        .with_panel(
+            bar_panel(
+                "Back within N days (Kaplan-Meier)",
+                "Share of completed visits in the range followed by the patient's next completed visit "
+                "within N days, after friction and after clean visits: Kaplan-Meier estimate, visits "
+                "not yet followed long enough censored at the data's latest visit.",
+                sql(f"""
+                    SELECT toString(days) AS "Days after the visit",
+                           maxIf(returned, group = 'after friction') AS "After friction",
+                           maxIf(returned, group = 'no friction') AS "No friction"
+                    FROM ({kaplan_meier_sql(INDEX, SINCE)})
+                    GROUP BY days
+                    ORDER BY days
+                """),
+                x_field="Days after the visit",
+                unit="percentunit",
+                width=10,
             )
         )
         .with_row(dashboard.Row("Repeat no-shows"))

@@ -23,6 +23,7 @@ from typing import Annotated
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
 Fraction = Annotated[float, Field(ge=0.0, le=0.5, allow_inf_nan=False)]
+Multiplier = Annotated[float, Field(ge=0.0, le=20.0, allow_inf_nan=False)]
 
 
 class SimulationConfig(BaseModel):
@@ -43,9 +44,12 @@ class SimulationConfig(BaseModel):
     - ``cutoff``: optional instant at which the world stops ("now" of a live export):
       nothing that happens later is emitted, so the last journeys are in progress,
       scheduled or awaiting their no-show deadline. ``None``: every journey runs to its end.
-    - ``visits_per_patient``: sizes the patient population so that a patient books about
-      this many appointments over the run (repeat visits make per-patient figures mean
-      something).
+    - ``friction_churn``: the causal effect of friction on patients leaving: after a
+      completed visit that crossed any friction rule, the chance that the patient leaves
+      the practice is the department's baseline times this (1.0: friction costs nobody).
+    - ``friction_churn_rules``: that multiplier per friction rule or per severity
+      (``{"lobby_wait": 2.0, "low": 1.1}``); a rule's own entry wins over its severity's,
+      and a visit that crossed several rules takes the largest multiplier among them.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -60,7 +64,8 @@ class SimulationConfig(BaseModel):
     late_fraction: Fraction = 0.0
     invalid_fraction: Fraction = 0.0
     cutoff: AwareDatetime | None = None
-    visits_per_patient: Annotated[float, Field(ge=1.0, le=100.0, allow_inf_nan=False)] = 3.0
+    friction_churn: Multiplier = 1.5
+    friction_churn_rules: dict[str, Multiplier] = Field(default_factory=dict)
 
     @model_validator(mode="after")
     def _disorder_fits(self) -> SimulationConfig:

@@ -143,7 +143,6 @@ class Visit:
     presence: list[Presence] = field(default_factory=list)
     issues: list[Issue] = field(default_factory=list)
     session_ended: int | None = None
-    bad_experience: bool = False  # drives churn in the population, not the truth
 
     @property
     def patient_id(self) -> str:
@@ -208,6 +207,7 @@ class _DayModel:
     def __init__(self, world: World, config: SimulationConfig, day_index: int, serial: itertools.count[int]) -> None:
         self.world = world
         self.config = config
+        self.day_index = day_index
         self.day = config.start + dt.timedelta(days=day_index)
         self.rng = random.Random(f"day:{config.seed}:{day_index}")
         self.serial = serial
@@ -267,16 +267,22 @@ class _DayModel:
         ``after``: a backfill of a cancelled slot, booked after that cancellation.
         """
         rng = self.rng
-        patient = self.world.population.pick(rng, site.index)
+        patient = self.world.panels[(site.site_id, department.name)].next_due(self.day_index)
         modality: Modality = "telehealth" if rng.random() < department.telehealth_share else "in_person"
         if after is None:
             # Lead times are long-tailed: many within two weeks, some a month or two out.
             lead_days = _clamp(rng.lognormvariate(math.log(9.0), 1.0), 0.02, MAX_LEAD_DAYS - 0.01)
-            booked_at = self.ehr_time(site, start - lead_days * DAY_MS)
+            earliest = start - lead_days * DAY_MS
         else:
-            booked_at = self.ehr_time(site, rng.uniform(after + MINUTE_MS, start - 30 * MINUTE_MS))
+            earliest = rng.uniform(after + MINUTE_MS, start - 30 * MINUTE_MS)
+        if patient.booked_after_ms is not None:
+            # A returning patient books after their last visit (at checkout, or a call soon
+            # after): a visit they may leave the practice after has not booked the next.
+            earliest = max(earliest, rng.uniform(patient.booked_after_ms, min(start, patient.booked_after_ms + 3 * DAY_MS)))
+        booked_at = self.ehr_time(site, min(earliest, start - 30 * MINUTE_MS))
+        patient.booked_after_ms = start + HOUR_MS
         visit = Visit(
-            appointment_id=f"{site.site_id[:3].upper()}-{next(self.serial):08d}",
+            appointment_id=f"{site.site_id[:3].upper()}-{self.world.run_tag}-{next(self.serial):07d}",
             patient=patient, site=site, department=department.name, provider_id=provider.provider_id,
             modality=modality, visit_type=visit_type, fate="attend",
             booked_at=booked_at, booked_start=start, booked_duration=duration,
@@ -482,7 +488,6 @@ class _DayModel:
         if (room_ready - checked_in) / MINUTE_MS > patience:
             left = self.ehr_time(site, checked_in + int(patience * MINUTE_MS))
             visit.left_without_being_seen = left
-            visit.bad_experience = True
             if site.has_queue_board:
                 wait = QueueWait("lobby", lobby_source_start, left, "abandoned")
                 self.estimates(wait)
@@ -503,9 +508,6 @@ class _DayModel:
             visit.waits.append(wait)
         length = visit_duration(self.rng, self.booked_minutes(visit), pace)
         provider_end = provider_started + length
-        if (room_ready - checked_in) > 30 * MINUTE_MS or provider_started - start > 30 * MINUTE_MS:
-            visit.bad_experience = True
-
         # After the visit: lab and imaging before checking out, the pharmacy after.
         t = provider_end + self.minutes(1.0, 3.0)
         for queue, p, median, service in (("lab", department.lab_p, 8.0, (3, 8)), ("imaging", department.imaging_p, 15.0, (10, 25))):
@@ -560,7 +562,6 @@ class _DayModel:
                 room.ended, room.outcome = left, "abandoned"
                 self.estimates(room)
                 visit.waits.append(room)
-                visit.bad_experience = True
                 end = left
                 if rng.random() < 0.3:  # the provider joins late and finds nobody
                     gone = provider_ready + self.minutes(1, 4)
@@ -631,13 +632,8 @@ def visit_duration(rng: random.Random, booked_minutes: int, pace: float) -> int:
 def simulate_day(world: World, config: SimulationConfig, day_index: int, serial: itertools.count[int]) -> list[Visit]:
     """Every appointment whose (final) slot is on day ``day_index``, with all its facts.
 
-    ``serial`` numbers appointments across days (appointment ids are unique per run).
-    Afterwards, patients with a bad experience become less likely to book again.
+    ``serial`` numbers appointments across days (appointment ids are unique per run and,
+    through the world's run tag, across runs). The booked patients are out of their
+    panels until :mod:`simulator.churn` settles the day.
     """
-    visits = _DayModel(world, config, day_index, serial).run()
-    churn = random.Random(f"churn:{config.seed}:{day_index}")
-    for visit in visits:
-        if visit.bad_experience and churn.random() < 0.6:
-            world.population.discourage(visit.patient, 0.4)
-    world.population.refresh()
-    return visits
+    return _DayModel(world, config, day_index, serial).run()

@@ -27,6 +27,7 @@ import orjson
 from schemas.decode import Reason
 from schemas.events import FAMILY_BY_TYPE, Family
 from schemas.timestamps import DAY_MS
+from simulator.churn import ChurnModel, Departure
 from simulator.clock import utc_day_start
 from simulator.config import SimulationConfig
 from simulator.disorder import Delivery
@@ -57,13 +58,46 @@ class Stats:
     lines: int = 0
 
 
+def settle_after_ms(rules: TruthRules) -> int:
+    """How long after its start an appointment's truth stops depending on later input."""
+    return int(max(rules.no_show_grace_min * 60_000, rules.journey_close_after_h * 3_600_000))
+
+
+@dataclass(frozen=True, slots=True)
+class SimDay:
+    """One simulated visit day: its appointments, their truth once settled, who left."""
+
+    day_index: int
+    visits: list[Visit]
+    settled: list[AppointmentTruth]  # the truth of each visit as its day closes
+    departures: list[Departure]
+
+
+def simulate_days(config: SimulationConfig, rules: TruthRules) -> Iterator[SimDay]:
+    """The world day by day, without events: what the truth and retention checks need.
+
+    >>> from simulator.truth import TruthRules
+    >>> days = list(simulate_days(SimulationConfig(seed=2, days=2, sites=1, volume=3), TruthRules()))
+    >>> [day.day_index for day in days], all(len(d.visits) == len(d.settled) for d in days)
+    ([0, 1], True)
+    """
+    world = build_world(config)
+    churn = ChurnModel(config, rules)
+    serial = itertools.count(1)
+    settle_after = settle_after_ms(rules)
+    for day_index in range(config.days):
+        visits = simulate_day(world, config, day_index, serial)
+        settled = [appointment_truth(v, v.scheduled_start + settle_after, rules) for v in visits]
+        yield SimDay(day_index, visits, settled, churn.settle_day(world, day_index, visits, settled))
+
+
 class SimulationStream:
     """Iterate to get :class:`SimLine` in delivery order.
 
     ``on_truth`` receives each appointment's truth as soon as it is settled (it
     depends on the final watermark only near the end of the input, so most records
-    come out while streaming). After the iteration: :attr:`watermark_ms` and
-    :meth:`patients`.
+    come out while streaming). After the iteration: :attr:`watermark_ms`,
+    :meth:`patients` and :attr:`departures` (the patients who left, and why).
     """
 
     def __init__(
@@ -77,6 +111,7 @@ class SimulationStream:
         self.rules = rules or TruthRules()
         self.stats = Stats()
         self.watermark_ms: int | None = None
+        self.departures: list[Departure] = []
         self._ledger = PatientLedger() if on_truth is not None else None
         self._pending: list[tuple[int, int, Visit]] = []  # (settles at, tie, visit)
         self._finished = False
@@ -94,19 +129,17 @@ class SimulationStream:
 
     def __iter__(self) -> Iterator[SimLine]:
         config = self.config
-        world = build_world(config)
         delivery = Delivery(
             config.seed, config.duplicate_fraction, config.out_of_order_fraction, config.late_fraction,
             config.invalid_fraction,
         )
         cutoff = None if config.cutoff is None else int(config.cutoff.timestamp() * 1000)
-        serial = itertools.count(1)
         event_serial = itertools.count(1)
         queue: list[tuple[int, int, bytes, Family, str, Reason | None]] = []
         order = itertools.count()
         watermark = -(2**62)
         stats = self.stats
-        settle_after = max(self.rules.no_show_grace_min * 60_000, self.rules.journey_close_after_h * 3_600_000)
+        settle_after = settle_after_ms(self.rules)
 
         def flush(until: int | None) -> Iterator[SimLine]:
             while queue and (until is None or queue[0][0] < until):
@@ -114,7 +147,8 @@ class SimulationStream:
                 stats.lines += 1
                 yield SimLine(data, family, key, deliver, reason)
 
-        for day_index in range(config.days):
+        for simulated in simulate_days(config, self.rules):
+            day_index, visits = simulated.day_index, simulated.visits
             day = config.start + dt.timedelta(days=day_index)
             # Nothing generated from this day on occurs before this instant (a booking is
             # at most MAX_LEAD_DAYS ahead; a day margin covers every time zone).
@@ -123,7 +157,8 @@ class SimulationStream:
                 break
             yield from flush(horizon)
             emitter = Emitter(random.Random(f"ids:{config.seed}:{day_index}"), event_serial)
-            for visit in simulate_day(world, config, day_index, serial):
+            self.departures.extend(d for d in simulated.departures if cutoff is None or d.visit_at_ms <= cutoff)
+            for visit in visits:
                 if cutoff is not None:
                     seen = visit.truncate(cutoff)
                     if seen is None:
@@ -150,7 +185,7 @@ class SimulationStream:
                         heapq.heappush(queue, (at, next(order), bad, family, key, reason))
                         stats.invalid += 1
                 if self.on_truth is not None:
-                    settles = visit.scheduled_start + int(settle_after)
+                    settles = visit.scheduled_start + settle_after
                     heapq.heappush(self._pending, (settles, next(order), visit))
             stats.days_done += 1
             if self.on_truth is not None:
@@ -177,6 +212,7 @@ class Simulation:
     truth: dict[str, AppointmentTruth]
     patients: dict[str, PatientTruth]
     watermark_ms: int | None
+    departures: list[Departure] = field(default_factory=list)
     stats: Stats = field(default_factory=Stats)
 
     @property
@@ -201,5 +237,6 @@ def simulate(config: SimulationConfig, rules: TruthRules | None = None) -> Simul
         truth=dict(sorted(truth.items())),
         patients=stream.patients(),
         watermark_ms=stream.watermark_ms,
+        departures=stream.departures,
         stats=stream.stats,
     )

@@ -1,8 +1,10 @@
-"""The static world: sites, departments, providers and the patient population.
+"""The static world: sites, departments, providers and each department's patient panel.
 
-Built once per run from the seed; only patient weights change over the run (patients
-who had a bad visit come back less often, so "does friction cost us patients?" has an
-answer in the data).
+Built once per run from the seed. Patients belong to one department's panel at their
+home site and come back on that department's care cadence (a follow-up every few weeks),
+so nobody books a dozen visits a day. After a completed visit a patient may leave the
+practice for good (:mod:`simulator.churn` decides, friction raising the chance); the
+panel takes new patients into the slots nobody is due for.
 
 >>> from simulator.config import SimulationConfig
 >>> world = build_world(SimulationConfig(seed=3, sites=2, days=5))
@@ -10,15 +12,19 @@ answer in the data).
 ['nyc-midtown', 'chi-loop']
 >>> world.sites[0].departments[0].department.name
 'primary_care'
->>> len({p.patient_id for pop in world.population.by_site for p in pop}) == world.population.size
+>>> panel = world.panels[("nyc-midtown", "primary_care")]
+>>> first = panel.next_due(0)
+>>> first.patient_id != panel.next_due(0).patient_id  # booked: not offered twice
 True
 """
 
 from __future__ import annotations
 
-import bisect
+import hashlib
+import heapq
 import itertools
 import random
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Literal
 from zoneinfo import ZoneInfo
@@ -47,6 +53,8 @@ class Department:
     lab_p: float  # chance that a visit sends the patient to the lab queue
     imaging_p: float
     pharmacy_p: float
+    cadence_days: float  # typical days between a patient's visits (follow-up interval)
+    attrition: float  # baseline chance that a patient leaves after a completed visit
 
 
 def _vt(*items: tuple[str, int, float]) -> tuple[VisitType, ...]:
@@ -57,42 +65,42 @@ DEPARTMENTS: tuple[Department, ...] = (
     Department(
         "primary_care", 0.2,
         _vt(("annual_physical", 30, 0.25), ("follow_up", 20, 0.45), ("sick_visit", 15, 0.2), ("new_patient", 40, 0.1)),
-        8 * 60, 0.35, 0.05, 0.2,
+        8 * 60, 0.35, 0.05, 0.2, 42, 0.03,
     ),
     Department(
         "cardiology", 0.1,
         _vt(("follow_up", 20, 0.5), ("new_patient", 40, 0.25), ("echo_review", 30, 0.25)),
-        8 * 60, 0.2, 0.15, 0.1,
+        8 * 60, 0.2, 0.15, 0.1, 35, 0.025,
     ),
     Department(
         "behavioral_health", 0.6,
         _vt(("therapy", 50, 0.6), ("med_management", 20, 0.3), ("intake", 60, 0.1)),
-        9 * 60, 0.0, 0.0, 0.05,
+        9 * 60, 0.0, 0.0, 0.05, 14, 0.05,
     ),
     Department(
         "dermatology", 0.15,
         _vt(("follow_up", 15, 0.5), ("new_patient", 30, 0.3), ("procedure", 30, 0.2)),
-        8 * 60, 0.05, 0.0, 0.1,
+        8 * 60, 0.05, 0.0, 0.1, 30, 0.04,
     ),
     Department(
         "orthopedics", 0.05,
         _vt(("follow_up", 15, 0.5), ("new_patient", 30, 0.3), ("injection", 20, 0.2)),
-        8 * 60, 0.05, 0.35, 0.1,
+        8 * 60, 0.05, 0.35, 0.1, 21, 0.05,
     ),
     Department(
         "pediatrics", 0.1,
         _vt(("well_child", 30, 0.4), ("sick_visit", 15, 0.4), ("follow_up", 20, 0.2)),
-        7 * 60 + 30, 0.15, 0.02, 0.2,
+        7 * 60 + 30, 0.15, 0.02, 0.2, 35, 0.02,
     ),
     Department(
         "endocrinology", 0.3,
         _vt(("follow_up", 20, 0.6), ("new_patient", 40, 0.4)),
-        8 * 60, 0.5, 0.0, 0.15,
+        8 * 60, 0.5, 0.0, 0.15, 30, 0.03,
     ),
     Department(
         "oncology", 0.1,
         _vt(("follow_up", 30, 0.5), ("infusion_consult", 45, 0.2), ("new_patient", 60, 0.3)),
-        8 * 60, 0.6, 0.2, 0.3,
+        8 * 60, 0.6, 0.2, 0.3, 21, 0.015,
     ),
 )
 
@@ -154,48 +162,66 @@ class Patient:
     punctuality_min: float  # mean arrival offset, minutes (negative: early)
     patience: float  # multiplies how long they will wait before leaving
     prefers_mobile: bool
-    weight: float
+    cadence_days: float  # this patient's usual days between visits
+    booked_after_ms: int | None = None  # their next booking is made after this (the last visit)
+
+
+def _new_patient(rng: random.Random, patient_id: str, site_index: int, cadence_days: float) -> Patient:
+    return Patient(
+        patient_id=patient_id,
+        site_index=site_index,
+        # Most patients nearly always come; a minority often do not.
+        no_show_p=min(0.6, rng.betavariate(1.2, 16.0) * (3.0 if rng.random() < 0.1 else 1.0)),
+        reminder_optout=rng.random() < 0.1,
+        punctuality_min=rng.gauss(-9.0, 5.0),
+        patience=rng.lognormvariate(0.0, 0.3),
+        prefers_mobile=rng.random() < 0.25,
+        cadence_days=cadence_days * rng.uniform(0.8, 1.2),
+    )
 
 
 @dataclass(slots=True)
-class Population:
-    """Patients per home site, drawn with weights so that some are frequent visitors."""
+class Panel:
+    """The patients of one department at one site, each due back on a day of the run.
 
-    by_site: list[list[Patient]]
-    _cumulative: list[list[float]] = field(default_factory=list)
-    _dirty: set[int] = field(default_factory=set)
+    A slot goes to the most overdue patient; when nobody is due, to a new patient. A
+    booked patient is out of the panel until the visit's outcome is known
+    (:meth:`come_back`) or they leave (never offered again), so a patient has at most one
+    appointment a day.
+    """
 
-    def __post_init__(self) -> None:
-        self._cumulative = [list(itertools.accumulate(p.weight for p in pop)) for pop in self.by_site]
+    site_index: int
+    department: Department
+    rng: random.Random
+    patient_ids: Iterator[str]
+    _due: list[tuple[int, int, Patient]] = field(default_factory=list)
+    _order: itertools.count[int] = field(default_factory=itertools.count)
+
+    def add(self, patient: Patient, due_day: int) -> None:
+        heapq.heappush(self._due, (due_day, next(self._order), patient))
+
+    def next_due(self, day_index: int) -> Patient:
+        """The patient for a slot on ``day_index``: the most overdue one, else a new one."""
+        if self._due and self._due[0][0] <= day_index:
+            return heapq.heappop(self._due)[2]
+        return _new_patient(self.rng, next(self.patient_ids), self.site_index, self.department.cadence_days)
+
+    def come_back(self, patient: Patient, day_index: int, completed: bool, rng: random.Random) -> None:
+        """Book the patient's next visit: on their cadence after a visit, soon after a miss."""
+        days = patient.cadence_days * rng.uniform(0.85, 1.15) if completed else rng.uniform(2.0, 10.0)
+        self.add(patient, day_index + max(1, round(days)))
 
     @property
     def size(self) -> int:
-        return sum(len(pop) for pop in self.by_site)
-
-    def pick(self, rng: random.Random, site_index: int) -> Patient:
-        # A few patients are seen away from their home site (referrals, convenience).
-        if len(self.by_site) > 1 and rng.random() < 0.05:
-            site_index = rng.randrange(len(self.by_site))
-        cumulative = self._cumulative[site_index]
-        position = bisect.bisect_right(cumulative, rng.random() * cumulative[-1])
-        return self.by_site[site_index][min(position, len(cumulative) - 1)]
-
-    def discourage(self, patient: Patient, factor: float) -> None:
-        """A bad experience makes the patient less likely to book again."""
-        patient.weight *= factor
-        self._dirty.add(patient.site_index)
-
-    def refresh(self) -> None:
-        """Apply weight changes (once per simulated day: cheaper than per change)."""
-        for index in sorted(self._dirty):
-            self._cumulative[index] = list(itertools.accumulate(p.weight for p in self.by_site[index]))
-        self._dirty.clear()
+        """Patients waiting for their next visit (booked and departed ones excluded)."""
+        return len(self._due)
 
 
 @dataclass(slots=True)
 class World:
     sites: list[Site]
-    population: Population
+    panels: dict[tuple[str, str], Panel]  # (site_id, department) -> its patients
+    run_tag: str  # in every appointment id: runs of other seeds or periods never collide
 
 
 def _site_name(index: int) -> tuple[str, str]:
@@ -242,26 +268,22 @@ def build_world(config: SimulationConfig) -> World:
             )
         )
 
-    by_site: list[list[Patient]] = []
+    # Mean booked slots per provider-day over a week (weekends are light), the extra
+    # bookings of missed visits rebooked (about 1 in 6), and room for new patients (10%):
+    # the panel that keeps the slots full of due patients from the first day.
+    weekly_load = (5 * 1.0 + 0.5 + 0.25) / 7
     serial = itertools.count(1)
+    patient_ids = (f"MRN{n * 7919 % 100_000_000:08d}" for n in serial)
+    panels: dict[tuple[str, str], Panel] = {}
     for site in sites:
-        provider_count = sum(len(d.providers) for d in site.departments)
-        expected = provider_count * config.volume * config.days * 0.9
-        count = max(25, round(expected / config.visits_per_patient))
-        patients = []
-        for _ in range(count):
-            patients.append(
-                Patient(
-                    patient_id=f"MRN{next(serial) * 7919 % 100_000_000:08d}",
-                    site_index=site.index,
-                    # Most patients nearly always come; a minority often do not.
-                    no_show_p=min(0.6, rng.betavariate(1.2, 16.0) * (3.0 if rng.random() < 0.1 else 1.0)),
-                    reminder_optout=rng.random() < 0.1,
-                    punctuality_min=rng.gauss(-9.0, 5.0),
-                    patience=rng.lognormvariate(0.0, 0.3),
-                    prefers_mobile=rng.random() < 0.25,
-                    weight=rng.lognormvariate(0.0, 0.9),
-                )
-            )
-        by_site.append(patients)
-    return World(sites=sites, population=Population(by_site))
+        for site_department in site.departments:
+            department = site_department.department
+            panel_rng = random.Random(f"panel:{config.seed}:{site.site_id}:{department.name}")
+            panel = Panel(site.index, department, panel_rng, patient_ids)
+            daily = len(site_department.providers) * config.volume * weekly_load
+            for _ in range(round(daily * department.cadence_days / 1.17 * 0.9)):
+                patient = _new_patient(panel_rng, next(patient_ids), site.index, department.cadence_days)
+                panel.add(patient, int(panel_rng.uniform(0, patient.cadence_days)))
+            panels[(site.site_id, department.name)] = panel
+    run_tag = hashlib.blake2b(f"{config.seed}:{config.start}".encode(), digest_size=3).hexdigest()
+    return World(sites=sites, panels=panels, run_tag=run_tag)

@@ -1,9 +1,11 @@
-"""``journeys demo``: a simulated clinic day through the whole pipeline, then where patients met friction.
+"""``journeys demo``: four simulated months of clinics through the whole pipeline, then where patients met friction.
 
-Starts the local broker, simulates a day of traffic (with duplicates, disorder and a
-few invalid events), runs the stream workers and the ClickHouse writer into embedded
-ClickHouse, then prints a friction summary and writes an HTML report whose charts come
-from the dashboards' own SQL. With ``--source hl7`` the events HL7 v2 carries (scheduling,
+Starts the local broker, simulates 120 clinic days at two sites (with duplicates,
+disorder and a few invalid events; patients keep their care cadence and some leave,
+more often after friction), runs the stream workers and the ClickHouse writer into
+embedded ClickHouse, then prints a friction summary and what friction costs in patients
+who do not come back, and writes an HTML report whose charts come from the dashboards'
+own SQL. With ``--source hl7`` the events HL7 v2 carries (scheduling,
 check-in) go in as SIU/ADT messages over MLLP through the HL7 gateway, the rest as JSON.
 """
 
@@ -21,42 +23,49 @@ from runtime.config import load_settings
 if TYPE_CHECKING:
     from streams.pipeline import FeedCounts, LocalPipeline
 
+DEFAULT_DAYS = 120
+
 SUMMARY_QUERIES: dict[str, str] = {
     "Worst sites by friction": """
-        SELECT j.site_id AS site, count() AS appointments,
-               countIf(j.friction_count > 0) AS with_friction,
-               round(100 * with_friction / appointments, 1) AS friction_pct,
-               sum(j.friction_count) AS friction_events
+        SELECT j.site_id AS Site, count() AS Appointments,
+               countIf(j.friction_count > 0) AS "With friction",
+               round(100 * "With friction" / Appointments, 1) AS "With friction %",
+               sum(j.friction_count) AS "Friction events"
         FROM {db}.appointment_journeys AS j FINAL
-        GROUP BY site ORDER BY friction_pct DESC, site LIMIT 5""",
+        GROUP BY Site ORDER BY "With friction %" DESC, Site LIMIT 5""",
     "Worst departments by friction": """
-        SELECT j.site_id AS site, j.department AS department, count() AS appointments,
-               round(100 * countIf(j.friction_count > 0) / appointments, 1) AS friction_pct,
-               sum(j.friction_count) AS friction_events
+        SELECT j.site_id AS Site, j.department AS Department, count() AS Appointments,
+               round(100 * countIf(j.friction_count > 0) / Appointments, 1) AS "With friction %",
+               sum(j.friction_count) AS "Friction events"
         FROM {db}.appointment_journeys AS j FINAL
-        GROUP BY site, department ORDER BY friction_pct DESC, site, department LIMIT 5""",
+        GROUP BY Site, Department ORDER BY "With friction %" DESC, Site, Department LIMIT 5""",
     "Worst providers by friction": """
-        SELECT j.provider_id AS provider, any(j.site_id) AS site, count() AS appointments,
-               round(100 * countIf(j.friction_count > 0) / appointments, 1) AS friction_pct,
-               round(avgIf(j.provider_start_delay_min, j.provider_start_delay_min IS NOT NULL), 1) AS avg_start_delay_min
+        SELECT j.provider_id AS Provider, any(j.site_id) AS Site, count() AS Appointments,
+               round(100 * countIf(j.friction_count > 0) / Appointments, 1) AS "With friction %",
+               round(avgIf(j.provider_start_delay_min, j.provider_start_delay_min IS NOT NULL), 1)
+                   AS "Mean start delay (min)"
         FROM {db}.appointment_journeys AS j FINAL
         WHERE j.provider_id IS NOT NULL
-        GROUP BY provider ORDER BY friction_pct DESC, provider LIMIT 5""",
+        GROUP BY Provider ORDER BY "With friction %" DESC, Provider LIMIT 5""",
     "Median waits (minutes)": """
-        SELECT round(quantileExactIf(0.5)(lobby_wait_min, lobby_wait_min IS NOT NULL), 1) AS lobby_wait,
-               round(quantileExactIf(0.5)(room_wait_min, room_wait_min IS NOT NULL), 1) AS room_wait,
-               round(quantileExactIf(0.5)(cycle_time_min, cycle_time_min IS NOT NULL), 1) AS cycle_time,
-               round(quantileExactIf(0.5)(virtual_wait_min, virtual_wait_min IS NOT NULL), 1) AS virtual_wait
+        SELECT round(quantileExactIf(0.5)(lobby_wait_min, lobby_wait_min IS NOT NULL), 1) AS Lobby,
+               round(quantileExactIf(0.5)(room_wait_min, room_wait_min IS NOT NULL), 1) AS "Exam room",
+               round(quantileExactIf(0.5)(cycle_time_min, cycle_time_min IS NOT NULL), 1) AS "Cycle time",
+               round(quantileExactIf(0.5)(virtual_wait_min, virtual_wait_min IS NOT NULL), 1) AS "Virtual waiting room"
         FROM {db}.appointment_journeys FINAL""",
     "Access": """
-        SELECT count() AS appointments,
-               round(100 * countIf(no_show = 1) / countIf(status NOT IN ('cancelled', 'late_cancelled')), 1) AS no_show_rate_pct,
-               countIf(status = 'late_cancelled') AS late_cancellations,
-               countIf(status = 'left_without_being_seen') AS left_without_being_seen
+        SELECT count() AS Appointments,
+               round(100 * countIf(no_show = 1) / countIf(status NOT IN ('cancelled', 'late_cancelled')), 1)
+                   AS "No-show rate %",
+               countIf(status = 'late_cancelled') AS "Late cancellations",
+               countIf(status = 'left_without_being_seen') AS "Left without being seen"
         FROM {db}.appointment_journeys FINAL""",
+    # Yes/no rules (no-show, late cancellation, ...) have no measured value worth showing.
     "Friction by rule": """
-        SELECT rule, count() AS hits, round(avg(value), 1) AS avg_value
-        FROM {db}.friction_events FINAL GROUP BY rule ORDER BY hits DESC""",
+        SELECT rule AS Rule, count() AS Hits,
+               if(rule IN ({yes_no}), '', toString(round(quantileExact(0.5)(value), 1))) AS "Median value",
+               if(rule IN ({yes_no}), '', toString(any(threshold))) AS Threshold
+        FROM {db}.friction_events FINAL GROUP BY Rule ORDER BY Hits DESC, Rule""",
 }
 
 
@@ -67,6 +76,20 @@ def print_table(title: str, columns: list[str], rows: Sequence[Sequence[Any]]) -
     print("  " + "  ".join(c.ljust(w) for c, w in zip(columns, widths)))
     for row in cells:
         print("  " + "  ".join(v.ljust(w) for v, w in zip(row, widths)))
+
+
+def print_loyalty(client: Any, database: str) -> None:
+    """What friction costs in patients who do not come back (``journeys loyalty``'s table)."""
+    from cli.commands.loyalty import render
+    from dashboards.query import default_database
+    from dashboards.retention import findings_sql, headline_sql
+
+    everything = ("1", "toDateTime64('1900-01-01', 3, 'UTC')")
+    with default_database(client, database):
+        findings = list(client.query(findings_sql(*everything)).named_results())
+        headline = client.query(headline_sql(*everything)).result_rows[0][0]
+    print("\nDoes friction cost us patients? (journeys loyalty)")
+    print("  " + render(findings, headline).replace("\n", "\n  ").rstrip())
 
 
 def feed_over_hl7(pipeline: LocalPipeline, lines: Sequence[bytes], chunks: int = 12) -> FeedCounts:
@@ -121,6 +144,7 @@ def feed_over_hl7(pipeline: LocalPipeline, lines: Sequence[bytes], chunks: int =
 def run(args: argparse.Namespace) -> int:
     from dashboards.query import data_time_range
     from dashboards.report import render_report
+    from journey.friction import load_rules
     from runtime.logs import configure_logging
     from schemas.eventfile import read_event_lines
     from simulator import SimulationConfig, simulate
@@ -156,9 +180,11 @@ def run(args: argparse.Namespace) -> int:
         print(f"      {counts.valid} valid events, {counts.dead_lettered} dead-lettered, "
               f"{int(pipeline.worker_metrics().get('journeys_duplicates_total', 0))} duplicates ignored", flush=True)
         print("[4/4] friction summary", flush=True)
+        yes_no = ", ".join(f"'{rule.name}'" for rule in load_rules() if rule.op == "is_true") or "''"
         for title, sql in SUMMARY_QUERIES.items():
-            result = client.query(sql.format(db=db))
+            result = client.query(sql.format(db=db, yes_no=yes_no))
             print_table(title, list(result.column_names), result.result_rows)
+        print_loyalty(client, settings.clickhouse_database)
         time_from, time_to = data_time_range(client, settings.clickhouse_database)
         report = render_report(client, settings.clickhouse_database, Path(args.report), time_from, time_to)
         print(f"\nHTML report (the dashboards' panels, same SQL): {report.resolve()}")
@@ -167,11 +193,13 @@ def run(args: argparse.Namespace) -> int:
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser("demo", help="simulate a clinic day through the whole pipeline and report friction",
+    parser = subparsers.add_parser("demo", help="simulate four months of clinics through the whole pipeline and report friction",
                                    description=__doc__)
-    parser.add_argument("--days", type=int, default=1)
-    parser.add_argument("--sites", type=int, default=3)
-    parser.add_argument("--volume", type=int, default=12, help="booked slots per provider-day")
+    parser.add_argument("--days", type=int, default=DEFAULT_DAYS,
+                        help=f"clinic days (default {DEFAULT_DAYS}: long enough for patients' return windows to "
+                             "pass, so the loyalty findings have history)")
+    parser.add_argument("--sites", type=int, default=2)
+    parser.add_argument("--volume", type=int, default=4, help="booked slots per provider-day (default 4)")
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--data-dir", default=".journeys", help="where the demo keeps its files")
     parser.add_argument("--report", default="journeys-report.html", help="HTML report path")

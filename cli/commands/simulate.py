@@ -7,8 +7,16 @@
 
 Lines come in delivery order (duplicates, disorder, late and invalid lines as asked).
 The truth file is JSON Lines with a ``record`` field: ``appointment`` (every metric of
-METRICS.md), ``patient`` (per-patient figures), ``invalid_line`` (line number and the
-reason ``decode()`` gives) and a final ``summary`` (watermark, counts, config).
+METRICS.md), ``patient`` (per-patient figures), ``departure`` (a patient who left the
+practice after a visit: the friction it had, the chance of leaving with and without it),
+``invalid_line`` (line number and the reason ``decode()`` gives) and a final ``summary``
+(watermark, counts, config).
+
+Friction's effect on patients leaving is set with ``--friction-churn X`` (every rule) and
+``--friction-churn-file F``, a YAML mapping of rule names or severities to multipliers::
+
+    lobby_wait: 2.0
+    high: 1.8
 Instants in the truth are ISO 8601 UTC strings with milliseconds, and epoch ms in the
 ``*_ms`` twin fields.
 """
@@ -50,8 +58,10 @@ def register(subparsers: Any) -> None:
                         help="chance per event of an extra corrupted line (0..0.5)")
     parser.add_argument("--cutoff", type=dt.datetime.fromisoformat, default=None, metavar="TIMESTAMP",
                         help="stop the world at this RFC 3339 instant (in-progress journeys at the end)")
-    parser.add_argument("--visits-per-patient", type=float, default=3.0, metavar="N",
-                        help="sizes the patient population (default 3 appointments per patient)")
+    parser.add_argument("--friction-churn", type=float, default=1.5, metavar="X",
+                        help="a visit with friction multiplies the chance the patient leaves by X (default 1.5)")
+    parser.add_argument("--friction-churn-file", metavar="YAML", default=None,
+                        help="per friction rule or severity: that multiplier (rule: X per line)")
     target = parser.add_mutually_exclusive_group(required=True)
     target.add_argument("--out", metavar="FILE", help="write JSON Lines here ('-' for stdout)")
     target.add_argument("--bootstrap", metavar="HOST:PORT", help="produce to this Kafka broker's family topics")
@@ -67,16 +77,32 @@ def _config(args: argparse.Namespace) -> Any:
     from pydantic import ValidationError
 
     from simulator import SimulationConfig
+    from simulator.churn import ChurnModel
+    from simulator.truth import TruthRules
 
     options = {
         "seed": args.seed, "days": args.days, "sites": args.sites, "volume": args.volume, "start": args.start,
         "duplicate_fraction": args.duplicate_fraction, "out_of_order_fraction": args.out_of_order_fraction,
         "late_fraction": args.late_fraction, "invalid_fraction": args.invalid_fraction, "cutoff": args.cutoff,
-        "visits_per_patient": args.visits_per_patient,
+        "friction_churn": args.friction_churn,
     }
+    if args.friction_churn_file is not None:
+        import yaml
+
+        try:
+            with open(args.friction_churn_file, encoding="utf-8") as file:
+                options["friction_churn_rules"] = yaml.safe_load(file) or {}
+        except (OSError, yaml.YAMLError) as error:
+            print(f"journeys simulate: --friction-churn-file: {error}", file=sys.stderr)
+            return None
     try:
-        return SimulationConfig(**options)
-    except ValidationError as error:
+        config = SimulationConfig(**options)
+        ChurnModel(config, TruthRules())  # names every rule and severity it does not know
+        return config
+    except ValueError as error:
+        if not isinstance(error, ValidationError):
+            print(f"journeys simulate: --friction-churn-file: {error}", file=sys.stderr)
+            return None
         for item in error.errors(include_url=False):
             name = "--" + str(item["loc"][0]).replace("_", "-") if item["loc"] else "options"
             print(f"journeys simulate: {name}: {item['msg'].removeprefix('Value error, ')}", file=sys.stderr)
@@ -174,6 +200,8 @@ def run(args: argparse.Namespace) -> int:
         if truth_out is not None:
             for patient in stream.patients().values():
                 truth_out.write(orjson.dumps(patient.to_json()) + b"\n")
+            for departure in stream.departures:
+                truth_out.write(orjson.dumps(departure.to_json()) + b"\n")
             for number, reason in invalid:
                 truth_out.write(orjson.dumps({"record": "invalid_line", "line": number, "reason": reason}) + b"\n")
             truth_out.write(orjson.dumps({

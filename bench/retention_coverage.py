@@ -1,0 +1,144 @@
+"""Does the retention estimate find friction's effect when there is one, and only then?
+
+Simulates many seeds with a known causal effect of friction on patients leaving
+(``--effect``, the simulator's ``friction_churn``), puts each seed's completed visits in
+ClickHouse (chdb) as the pipeline would, runs the loyalty dashboard's own SQL
+(:func:`dashboards.retention.findings_sql`), and prints how often the 95% interval of the
+relative risk of lapsing after friction covers the effect that was set, and how often
+it excludes 1 (finds an effect)::
+
+    python bench/retention_coverage.py --seeds 40 --effect 1.5
+    python bench/retention_coverage.py --seeds 40 --effect 1.0   # no effect: ~5% false finds
+
+The visits come from the simulator's truth (what the pipeline computes, checked by the
+end-to-end tests), not through a broker: this checks the statistics, fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import sys
+import tempfile
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from dashboards.retention import ANY_FRICTION, findings_sql  # noqa: E402
+from simulator import SimulationConfig  # noqa: E402
+from simulator.run import simulate_days  # noqa: E402
+from simulator.truth import TruthRules  # noqa: E402
+
+# The columns of patient_visits and appointment_journeys the retention SQL reads.
+TABLES = (
+    """CREATE TABLE {db}.patient_visits (
+        patient_key String, appointment_id String, version UInt64, site_id String, department String,
+        provider_id Nullable(String), visit_at DateTime64(3, 'UTC'), had_friction UInt8,
+        friction_rules Array(String)
+    ) ENGINE = ReplacingMergeTree(version) ORDER BY (patient_key, appointment_id)""",
+    """CREATE TABLE {db}.appointment_journeys (
+        appointment_id String, version UInt64, visit_type String, status String,
+        scheduled_start DateTime64(3, 'UTC')
+    ) ENGINE = ReplacingMergeTree(version) ORDER BY appointment_id""",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Estimate:
+    seed: int
+    exposed_visits: int
+    relative_risk: float | None
+    ci_low: float | None
+    ci_high: float | None
+
+    def covers(self, effect: float) -> bool:
+        return self.ci_low is not None and self.ci_high is not None and self.ci_low <= effect <= self.ci_high
+
+    @property
+    def finds_effect(self) -> bool:
+        return self.ci_low is not None and self.ci_high is not None and (self.ci_low > 1 or self.ci_high < 1)
+
+
+def season(seed: int, effect: float, days: int = 150, sites: int = 1, volume: int = 4) -> SimulationConfig:
+    """The simulated practice of one seed: long enough for return windows to pass."""
+    return SimulationConfig(seed=seed, days=days, sites=sites, volume=volume, friction_churn=effect)
+
+
+def visit_rows(config: SimulationConfig) -> tuple[list[list[Any]], list[list[Any]]]:
+    """The completed visits of ``config`` as patient_visits and appointment_journeys rows."""
+    visits, journeys = [], []
+    for day in simulate_days(config, TruthRules()):
+        for record in day.settled:
+            if record.status != "completed":
+                continue
+            at = dt.datetime.fromtimestamp(record.scheduled_start_ms / 1000, dt.UTC)
+            rules = sorted({hit.rule for hit in record.friction})
+            visits.append([record.patient_id, record.appointment_id, 1, record.site_id, record.department,
+                           record.provider_id, at, int(bool(rules)), rules])
+            journeys.append([record.appointment_id, 1, record.visit_type, "completed", at])
+    return visits, journeys
+
+
+def estimate(client: Any, database: str, seed: int, config: SimulationConfig) -> Estimate:
+    """The 'any friction' finding of one seed, from the dashboards' SQL."""
+    client.command(f"DROP DATABASE IF EXISTS {database}")
+    client.command(f"CREATE DATABASE {database}")
+    for table in TABLES:
+        client.command(table.format(db=database))
+    visits, journeys = visit_rows(config)
+    client.insert(f"{database}.patient_visits", visits, column_names=[
+        "patient_key", "appointment_id", "version", "site_id", "department", "provider_id", "visit_at",
+        "had_friction", "friction_rules"])
+    client.insert(f"{database}.appointment_journeys", journeys, column_names=[
+        "appointment_id", "version", "visit_type", "status", "scheduled_start"])
+    client.database = database
+    since = "toDateTime64('1970-01-01', 3, 'UTC')"
+    result = client.query(findings_sql("1", since))
+    for row in result.named_results():
+        if row["rule"] == ANY_FRICTION:
+            return Estimate(seed, row["exposed_visits"], row["relative_risk"], row["ci_low"], row["ci_high"])
+    return Estimate(seed, 0, None, None, None)
+
+
+def run(
+    client: Any, seeds: Iterable[int], effect: float, database: str = "retention_check", **season_options: int
+) -> list[Estimate]:
+    return [estimate(client, database, seed, season(seed, effect, **season_options)) for seed in seeds]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("::")[0])
+    parser.add_argument("--seeds", type=int, default=40)
+    parser.add_argument("--effect", type=float, default=1.5, help="friction's multiplier on leaving (1: none)")
+    parser.add_argument("--days", type=int, default=150)
+    parser.add_argument("--sites", type=int, default=1)
+    parser.add_argument("--volume", type=int, default=4)
+    args = parser.parse_args(argv)
+
+    from sinks.client import connect
+
+    with tempfile.TemporaryDirectory() as directory:
+        client = connect(f"chdb://{directory}/clickhouse")
+        started = time.monotonic()
+        estimates = run(client, range(1, args.seeds + 1), args.effect,
+                        days=args.days, sites=args.sites, volume=args.volume)
+        elapsed = time.monotonic() - started
+    print(f"{'seed':>5} {'exposed':>8} {'RR':>6} {'95% CI':>14}")
+    for e in estimates:
+        interval = "-" if e.ci_low is None else f"{e.ci_low:.2f}-{e.ci_high:.2f}"
+        rr = "-" if e.relative_risk is None else f"{e.relative_risk:.2f}"
+        print(f"{e.seed:>5} {e.exposed_visits:>8} {rr:>6} {interval:>14}")
+    covered = sum(e.covers(args.effect) for e in estimates)
+    found = sum(e.finds_effect for e in estimates)
+    print(f"effect {args.effect}: interval covers it in {covered}/{len(estimates)} seeds "
+          f"({covered / len(estimates):.0%}); finds an effect (excludes 1) in {found}/{len(estimates)} "
+          f"({found / len(estimates):.0%}); {elapsed:.1f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
