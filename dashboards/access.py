@@ -133,7 +133,7 @@ def build() -> dashboard.Dashboard:
         )
         .with_panel(
             stat_panel(
-                "Reschedules per appointment",
+                "Mean reschedules",
                 "Distinct `appointment.rescheduled` events per appointment scheduled in the range (mean).",
                 sql("""
                     SELECT avg(reschedule_count) AS "Reschedules"

@@ -37,6 +37,46 @@ SEEN_OR_GONE = GONE.replace(
 
 WAIT_THRESHOLDS: list[tuple[float | None, str]] = [(None, "green"), (10, "yellow"), (20, "red")]  # minutes; lobby rule is > 20
 
+# Severity reads as alarm: high red, medium orange, low yellow (bars and the feed alike).
+SEVERITY_COLORS = {"high": "red", "medium": "orange", "low": "yellow"}
+
+# How each default friction rule (journey/friction_rules.yaml) reads: its name for people,
+# its limit, and what its measured value is (minutes, a count, or nothing for a yes/no rule
+# such as a no-show: it happened). Dashboards may not import the journey package
+# (tests/test_layout.py), so tests/test_dashboard_rules.py holds this to the rules file.
+RULES: dict[str, tuple[str, str, str]] = {
+    "lobby_wait": ("Lobby wait", "> 20 min", "min"),
+    "room_wait": ("Room wait", "> 15 min", "min"),
+    "provider_start_delay": ("Provider start delay", "> 15 min", "min"),
+    "cycle_time": ("Cycle time", "> 90 min", "min"),
+    "arrival_to_checkin": ("Arrival to check-in", "> 10 min", "min"),
+    "virtual_wait": ("Virtual wait", "> 10 min", "min"),
+    "telehealth_abandoned": ("Telehealth abandoned", "", ""),
+    "drop_count": ("Drops", "≥ 2", "count"),
+    "wait_estimate_error": ("Wait estimate error", "> 15 min", "min"),
+    "no_show": ("No-show", "", ""),
+    "late_cancellation": ("Late cancellation", "", ""),
+    "left_without_being_seen": ("Left without being seen", "", ""),
+}
+
+
+def _by_rule(texts: dict[str, str], otherwise: str) -> str:
+    """SQL: ``texts[rule]``, or the ``otherwise`` expression for a rule not in the defaults."""
+    names = ", ".join(f"'{name}'" for name in texts)
+    values = ", ".join(f"'{text}'" for text in texts.values())
+    return f"transform(rule, [{names}], [{values}], {otherwise})"
+
+
+RULE_LABEL = _by_rule({rule: name for rule, (name, _, _) in RULES.items()}, "replaceAll(rule, '_', ' ')")
+RULE_LIMIT = _by_rule({rule: limit for rule, (_, limit, _) in RULES.items()}, "toString(threshold)")
+MINUTE_RULES = ", ".join(f"'{rule}'" for rule, (_, _, unit) in RULES.items() if unit == "min")
+YES_NO_RULES = ", ".join(f"'{rule}'" for rule, (_, _, unit) in RULES.items() if not unit)
+# A yes/no rule (no-show) has no measured value to show: it happened.
+MEASURED = (
+    f"multiIf(rule IN ({YES_NO_RULES}), '', rule IN ({MINUTE_RULES}),"
+    " concat(toString(round(value, 1)), ' min'), toString(round(value, 1)))"
+)
+
 
 def _wait_stat(title: str, column: str, level: float, rule: str, width: int = 3) -> stat.Panel:
     label = "Median" if level == 0.5 else f"p{int(level * 100)}"
@@ -249,6 +289,7 @@ def build() -> dashboard.Dashboard:
                 """),
                 min_interval="15m",
                 bars=True,
+                colors={"Arrived": "green", "Checked out": "blue"},
             )
         )
         .with_panel(
@@ -293,7 +334,7 @@ def build() -> dashboard.Dashboard:
                     LIMIT 15
                 """),
                 units={"Median delay": "m", "Worst delay": "m", "Latest delay": "m"},
-                width=12,
+                width=14,
                 height=10,
             )
         )
@@ -302,43 +343,46 @@ def build() -> dashboard.Dashboard:
                 "Friction by rule",
                 "Friction events in the range per rule (lobby wait > 20 min, room wait > 15 min, provider "
                 "start delay > 15 min, cycle time > 90 min, no-show, ...), split by severity.",
-                sql("""
-                    SELECT rule AS Rule,
+                sql(f"""
+                    SELECT {RULE_LABEL} AS Rule,
                            countIf(severity = 'high') AS High,
                            countIf(severity = 'medium') AS Medium,
                            countIf(severity = 'low') AS Low
                     FROM friction_events FINAL
-                    WHERE $__timeFilter(occurred_at) AND {filters}
+                    WHERE $__timeFilter(occurred_at) AND {{filters}}
                     GROUP BY rule
                     ORDER BY count() DESC, rule
                 """),
                 x_field="Rule",
                 horizontal=True,
                 stacked=True,
+                colors={level.capitalize(): color for level, color in SEVERITY_COLORS.items()},
+                width=10,
                 height=10,
             )
         )
-        .with_row(dashboard.Row("Live friction feed"))
+        .with_row(dashboard.Row("Friction feed"))
         .with_panel(
             table_panel(
-                "Live friction feed",
-                "The latest friction events: the touchpoint time (the event that closed the measured "
-                "interval), where it happened, the rule, its severity, the measured value and the rule's "
-                "threshold (minutes, or 1 for yes/no rules). No patient identifier is shown.",
-                sql("""
+                "Latest friction events",
+                "The latest friction events, newest first: the touchpoint time (the event that closed the "
+                "measured interval), where it happened, the rule, its severity, what was measured and the "
+                "rule's limit (none for yes/no rules such as a no-show). No patient identifier is shown.",
+                sql(f"""
                     SELECT occurred_at AS Time,
                            site_id AS Site,
                            department AS Department,
                            ifNull(provider_id, '') AS Provider,
-                           rule AS Rule,
+                           {RULE_LABEL} AS Rule,
                            severity AS Severity,
-                           round(value, 1) AS Value,
-                           threshold AS Threshold
+                           {MEASURED} AS Measured,
+                           {RULE_LIMIT} AS "Limit"
                     FROM friction_events FINAL
-                    WHERE $__timeFilter(occurred_at) AND {filters}
+                    WHERE $__timeFilter(occurred_at) AND {{filters}}
                     ORDER BY occurred_at DESC, rule
                     LIMIT 100
                 """),
+                value_colors={"Severity": SEVERITY_COLORS},
                 height=12,
             )
         )

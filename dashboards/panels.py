@@ -121,7 +121,7 @@ def stat_panel(
         .reduce_options(common.ReduceDataOptions().calcs(["lastNotNull"]).values(False))
         .thresholds(_thresholds(thresholds or GOOD))
     )
-    panel = _with_units(panel, units)
+    panel = _with_overrides(panel, units=units)
     return panel.decimals(decimals) if decimals is not None else panel
 
 
@@ -133,10 +133,12 @@ def timeseries_panel(
     unit: str = "short",
     min_interval: str | None = None,
     bars: bool = False,
+    colors: dict[str, str] | None = None,
     width: int = 12,
     height: int = 8,
 ) -> timeseries.Panel:
-    """A time series (``time`` column first); ``min_interval`` floors ``$__timeInterval``."""
+    """A time series (``time`` column first); ``min_interval`` floors ``$__timeInterval``;
+    ``colors`` fixes a series' colour by name (e.g. ``{"Abandoned": "red"}``)."""
     panel = (
         _panel(timeseries.Panel(), title, description, query, Format.TIME_SERIES, width, height)
         .unit(unit)
@@ -152,7 +154,7 @@ def timeseries_panel(
         panel = panel.draw_style(common_models.GraphDrawStyle.BARS).fill_opacity(70)
     if min_interval:
         panel = panel.interval(min_interval)
-    return panel
+    return _with_overrides(panel, colors=colors)
 
 
 def bar_panel(
@@ -164,10 +166,12 @@ def bar_panel(
     unit: str = "short",
     horizontal: bool = False,
     stacked: bool = False,
+    colors: dict[str, str] | None = None,
     width: int = 12,
     height: int = 8,
 ) -> barchart.Panel:
-    """Bars per category: ``x_field`` is the first (string) column, the others are numbers."""
+    """Bars per category: ``x_field`` is the first (string) column, the others are numbers;
+    ``colors`` fixes a series' colour by name (e.g. severity ``{"High": "red"}``)."""
     panel = (
         _panel(barchart.Panel(), title, description, query, Format.TABLE, width, height)
         .unit(unit)
@@ -182,7 +186,7 @@ def bar_panel(
     )
     if stacked:
         panel = panel.stacking(common_models.StackingMode.NORMAL)
-    return panel
+    return _with_overrides(panel, colors=colors)
 
 
 def table_panel(
@@ -191,21 +195,42 @@ def table_panel(
     query: str,
     *,
     units: dict[str, str] | None = None,
+    value_colors: dict[str, dict[str, str]] | None = None,
     width: int = 24,
     height: int = 8,
 ) -> table.Panel:
-    """A table; ``units`` sets a unit per column name (e.g. ``{"Median delay": "m"}``)."""
+    """A table; ``units`` sets a unit per column name (e.g. ``{"Median delay": "m"}``),
+    ``value_colors`` a text colour per value of a column (``{"Severity": {"high": "red"}}``)."""
     panel = (
         _panel(table.Panel(), title, description, query, Format.TABLE, width, height)
         .cell_height(common_models.TableCellHeight.SM)
         .filterable(False)
     )
-    return _with_units(panel, units)
+    return _with_overrides(panel, units=units, value_colors=value_colors)
 
 
-def _with_units(panel: PanelT, units: dict[str, str] | None) -> PanelT:
-    for column, unit in sorted((units or {}).items()):
-        panel = panel.override_by_name(column, [dashboard_models.DynamicConfigValue(id_val="unit", value=unit)])
+def _with_overrides(
+    panel: PanelT,
+    *,
+    units: dict[str, str] | None = None,
+    colors: dict[str, str] | None = None,
+    value_colors: dict[str, dict[str, str]] | None = None,
+) -> PanelT:
+    """Per-column field overrides (Grafana's "override by name"), which the report reads too."""
+    properties: dict[str, list[dashboard_models.DynamicConfigValue]] = {}
+    for column, unit in (units or {}).items():
+        properties.setdefault(column, []).append(dashboard_models.DynamicConfigValue(id_val="unit", value=unit))
+    for column, color in (colors or {}).items():
+        properties.setdefault(column, []).append(
+            dashboard_models.DynamicConfigValue(id_val="color", value={"mode": "fixed", "fixedColor": color}))
+    for column, by_value in (value_colors or {}).items():
+        options = {value: {"color": color, "index": i} for i, (value, color) in enumerate(by_value.items())}
+        properties.setdefault(column, []).extend([
+            dashboard_models.DynamicConfigValue(id_val="mappings", value=[{"type": "value", "options": options}]),
+            dashboard_models.DynamicConfigValue(id_val="custom.cellOptions", value={"type": "color-text"}),
+        ])
+    for column in sorted(properties):
+        panel = panel.override_by_name(column, properties[column])
     return panel
 
 

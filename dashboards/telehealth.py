@@ -134,6 +134,7 @@ def build() -> dashboard.Dashboard:
                 """),
                 unit="percentunit",
                 min_interval="1h",
+                colors={"Connected": "green", "Abandoned": "red"},
             )
         )
         .with_panel(

@@ -15,11 +15,12 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict
 
 from schemas.events import DEFAULT_DEADLETTER_TOPIC, DEFAULT_TOPICS, Family
 
@@ -142,6 +143,13 @@ class Settings(BaseSettings):
     sink_max_retry_s: float = Field(default=30.0, gt=0)
     writer_port: int = Field(default=6067, ge=1, le=65535, description="writer HTTP: /healthz /readyz /metrics")
 
+    # -- sites -----------------------------------------------------------------------
+    # NoDecode: the environment gives "site=Zone,site=Zone", not JSON (see _site_zone_pairs).
+    site_time_zones: Annotated[dict[str, str], NoDecode] = Field(
+        default_factory=dict, description="site_id -> IANA time zone, e.g. "
+        "nyc-midtown=America/New_York,chi-loop=America/Chicago: the report reads each site's times in its "
+        "own zone (a site not listed reads in UTC)")
+
     @field_validator("bootstrap")
     @classmethod
     def _host_port_list(cls, value: str) -> str:
@@ -155,6 +163,32 @@ class Settings(BaseSettings):
     @classmethod
     def _comma_list(cls, value: Any) -> Any:
         return tuple(v.strip() for v in value.split(",") if v.strip()) if isinstance(value, str) else value
+
+    @field_validator("site_time_zones", mode="before")
+    @classmethod
+    def _site_zone_pairs(cls, value: Any) -> Any:
+        if not isinstance(value, str):
+            return value
+        pairs: dict[str, str] = {}
+        for item in (part.strip() for part in value.split(",")):
+            site, equals, zone = item.partition("=")
+            if item and (not equals or not site.strip() or not zone.strip()):
+                raise ValueError(f"expected SITE=ZONE[,SITE=ZONE...], got {item!r}")
+            if item:
+                pairs[site.strip()] = zone.strip()
+        return pairs
+
+    @field_validator("site_time_zones")
+    @classmethod
+    def _site_zones(cls, value: dict[str, str]) -> dict[str, str]:
+        for site, zone in value.items():
+            try:
+                ZoneInfo(zone)
+            except (ZoneInfoNotFoundError, ValueError):
+                raise ValueError(
+                    f"site {site}: {zone!r} is not an IANA time zone (such as America/New_York)"
+                ) from None
+        return value
 
     @model_validator(mode="after")
     def _prod_requires_secrets(self) -> Settings:
