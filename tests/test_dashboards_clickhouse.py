@@ -29,6 +29,7 @@ from dashboards.query import all_selections, panel_sql, variable_queries
 from dashboards.report import render_report
 from runtime.config import Settings
 from simulator import SimulationConfig, simulate
+from simulator.world import build_world
 from sinks.client import connect
 from sinks.migrate import migrate
 from sinks.rows import RowWriter
@@ -320,17 +321,24 @@ def test_no_panel_returns_a_patient_identifier(week: LoadedWeek) -> None:
 
 def test_report_renders_every_panel_offline(week: LoadedWeek, tmp_path: Path) -> None:
     start, end = week.time_range.start, week.time_range.end
-    path = render_report(week.client, week.database, tmp_path / "report.html", start, end)
+    # Made at the end of the data, as a live report: the "now" panels show their numbers.
+    path = render_report(week.client, week.database, tmp_path / "report.html", start, end, now=end)
     html = path.read_text(encoding="utf-8")
     assert week.client.database == week.database  # restored after the report
-    assert 'class="error"' not in html and "No data" not in html
+    assert 'class="error"' not in html and "Not live" not in html
+    # A week holds every panel's data but the loyalty dashboard's, whose returns take 90 days.
+    for section in html.split('<section class="dashboard"')[1:]:
+        if not section.startswith(' id="journeys-loyalty"'):
+            assert 'class="empty"' not in section, section[:80]
     for dashboard in DASHBOARDS:
         assert f'id="{dashboard["uid"]}"' in html
         for panel in iter_panels(dashboard):
             assert f'data-title="{panel["title"]}"' in html.replace("&#x27;", "'")
-    charts = sum(p["type"] in ("timeseries", "barchart") for _, p in PANELS)
-    assert html.count("<svg") == charts
-    assert html.count('<div class="stat">') >= sum(p["type"] == "stat" for _, p in PANELS)
+    # Every chart is an SVG and every stat a number, unless the panel says why not.
+    drawn = {"timeseries": "<svg", "barchart": "<svg", "stat": '<div class="stat">', "table": "<table>"}
+    for chunk in html.split('<div class="panel"')[1:]:
+        kind = next(p["type"] for _, p in PANELS if f'data-title="{p["title"]}"' in chunk.replace("&#x27;", "'"))
+        assert drawn[kind] in chunk or 'class="empty"' in chunk, chunk[:200]
     # Self-contained: no script, no stylesheet or image from elsewhere.
     assert "<script" not in html and "src=" not in html and "@import" not in html
     assert "url(" not in html
@@ -345,3 +353,17 @@ def test_report_with_each_dashboards_own_range(week: LoadedWeek, tmp_path: Path)
     assert 'id="journeys-operations"' in html and 'id="journeys-access"' not in html
     assert f"{week.time_range.end:%a %d %b %Y} 00:00" in html  # "today" = the last day of data
     assert 'class="error"' not in html
+
+
+def test_report_reads_in_the_sites_time_zones(week: LoadedWeek, tmp_path: Path) -> None:
+    zones = {site.site_id: site.tz.key for site in build_world(WEEK).sites}
+    path = render_report(week.client, week.database, tmp_path / "ops.html", week.time_range.start,
+                         week.time_range.end, only=["journeys-operations"], dashboard_ranges=True,
+                         time_zones=zones, now=week.time_range.end)
+    html = path.read_text(encoding="utf-8")
+    # "Today" is the local day (the world stops at 15:10 UTC, 11:10 in New York on DST).
+    assert re.search(r"<b>Range</b>Mon 09 Mar 2026 00:00 – Mon 09 Mar 2026 (11|10|08):\d\d (EDT|CDT|PDT)", html)
+    assert all(zone in html for zone in zones.values())
+    # The friction feed's rows read in each row's own site's zone.
+    assert re.search(r"<td[^>]*>Mon 09 Mar \d\d:\d\d (EDT|CDT|PDT)</td>", html)
+    assert "UTC" not in html.split("</header>", 1)[1]
