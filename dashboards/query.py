@@ -25,6 +25,11 @@ from dashboards.macros import (
 
 # Roughly the pixel width of a full-width panel: Grafana's maxDataPoints default.
 MAX_DATA_POINTS = 1200
+# What the Grafana user's ClickHouse profile sets for every panel (deploy/kubernetes/base/
+# clickhouse.yaml, profile `readonly`, which forbids a query's own SETTINGS): FINAL merges,
+# and so prunes, per month partition. Right because the writer keeps each key live in one
+# partition (sinks.placement); the report sends the same so it measures what Grafana gets.
+PANEL_SETTINGS: dict[str, Any] = {"do_not_merge_across_partitions_select_final": 1}
 
 
 @dataclass(frozen=True)
@@ -87,7 +92,7 @@ def run_panel(
 ) -> PanelResult:
     """Run one panel; a ClickHouse error becomes ``PanelResult.error``."""
     try:
-        result = client.query(panel_sql(panel, time_range, selections))
+        result = client.query(panel_sql(panel, time_range, selections), settings=PANEL_SETTINGS)
     except Exception as error:  # the report shows it in the panel, like Grafana does
         return PanelResult(panel, [], [], [], error=str(error).strip().splitlines()[0][:400])
     return PanelResult(

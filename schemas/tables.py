@@ -309,6 +309,23 @@ TABLES: dict[str, Table] = {table.name: table for table in (
         ),
     ),
     Table(
+        # The writer's own: where each key of a month-partitioned table has its newest row (sinks/placement.py).
+        "row_placements",
+        key=("lookup", "table", "key"),
+        version="version",
+        columns=(
+            ("lookup", ""),
+            ("table", ""),
+            ("key", ()),
+            ("version", 0),
+            ("is_deleted", 0),
+            ("placed_at", None),
+            ("placed_at_else", None),
+            ("site_id", ""),
+            ("department", ""),
+        ),
+    ),
+    Table(
         "pipeline_markers",
         key=("marker_id", "stage", "input_topic", "input_partition", "output_partition"),
         version="written_at",

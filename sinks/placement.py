@@ -43,6 +43,7 @@ from sinks.migrate import quote_database
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _CHUNK = 5_000  # ids per lookup statement: keeps parameters well under HTTP limits
+PLACEMENTS_TABLE = "row_placements"
 
 Key = tuple[Any, ...]
 
@@ -86,46 +87,53 @@ class Placement:
     deleted: bool
     month: int | None
     times: Mapping[str, Any]
-    extra: Mapping[str, Any] = field(default_factory=dict)  # further columns asked for (site_hourly buckets)
+    extra: Mapping[str, Any] = field(default_factory=dict)  # site_id, department: the site_hourly bucket
 
 
 def stored_placements(
-    client: Client, database: str, table: Table, lookup: Iterable[str], extra: Sequence[str] = ()
-) -> dict[Key, Placement]:
-    """The newest stored row of every key whose first key column is in ``lookup``.
+    client: Client, database: str, lookups: Mapping[str, Iterable[str]]
+) -> dict[str, dict[Key, Placement]]:
+    """Where the newest stored row of each key is, per table: ``lookups`` maps a table to
+    the values of its first key column in the batch.
 
-    Read without FINAL and across partitions, tombstones included: the newest row by
-    version decides, a tombstone winning a tie (it was inserted after the row it deletes).
-    The first key column leads the sorting key, so only the granules of these ids are read.
+    Read from ``row_placements`` (one narrow row per key, sorted by that first column
+    and not partitioned, so only the granules of these ids are read however long the
+    history; the tables themselves would be read in every month partition).
     """
     db = quote_database(database)
-    ids = sorted(set(lookup))
-    keys = ", ".join(table.key)
-    carried = [*table.partition_by, *extra]
-    newest = f"argMax(tuple({table.version}, is_deleted, {', '.join(carried)}), tuple({table.version}, is_deleted))"
-    sql = f"SELECT {keys}, {newest} FROM {db}.{table.name}" \
-          f" WHERE {table.key[0]} IN (SELECT arrayJoin({{ids:Array(String)}})) GROUP BY {keys}"
-    found: dict[Key, Placement] = {}
-    width = len(table.key)
+    ids = sorted({value for values in lookups.values() for value in values})
+    found: dict[str, dict[Key, Placement]] = {table: {} for table in lookups}
+    sql = (f"SELECT table, lookup, key, version, is_deleted, toUnixTimestamp64Milli(placed_at),"
+           f" toUnixTimestamp64Milli(placed_at_else), site_id, department FROM {db}.{PLACEMENTS_TABLE} FINAL"
+           " WHERE lookup IN (SELECT arrayJoin({ids:Array(String)})) AND table IN {tables:Array(String)}")
     for start in range(0, len(ids), _CHUNK):
-        for row in client.query(sql, parameters={"ids": ids[start : start + _CHUNK]}).result_rows:
-            version, deleted, *values = row[width]
-            times = {column: _epoch_ms(value) for column, value in zip(table.partition_by, values, strict=False)}
-            found[tuple(row[:width])] = Placement(
-                version=int(version),
-                deleted=bool(deleted),
-                month=row_month(table, times),
-                times=times,
-                extra=dict(zip(extra, values[len(table.partition_by):], strict=True)),
-            )
+        rows = client.query(sql, parameters={"ids": ids[start : start + _CHUNK], "tables": sorted(lookups)}).result_rows
+        for name, lookup, rest, version, deleted, placed_at, placed_at_else, site_id, department in rows:
+            table = TABLES[name]
+            times = dict(zip(table.partition_by, (placed_at, placed_at_else), strict=False))
+            found[name][(lookup, *rest)] = Placement(
+                version=int(version), deleted=bool(deleted), month=row_month(table, times), times=times,
+                extra={"site_id": site_id, "department": department})
     return found
 
 
-def _epoch_ms(value: datetime | None) -> int | None:
-    if value is None:
-        return None
-    moment = value if value.tzinfo is not None else value.replace(tzinfo=UTC)
-    return (moment - _EPOCH) // timedelta(milliseconds=1)
+def placement_rows(table: Table, rows: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """The ``row_placements`` rows recording ``rows`` (inserted into ``table``) as their keys' newest."""
+    second = table.partition_by[1] if len(table.partition_by) > 1 else None
+    return [
+        {
+            "lookup": row[table.key[0]],
+            "table": table.name,
+            "key": [row[column] for column in table.key[1:]],
+            "version": row[table.version],
+            "is_deleted": row["is_deleted"],
+            "placed_at": row[table.partition_by[0]],
+            "placed_at_else": row[second] if second else None,
+            "site_id": row.get("site_id", ""),
+            "department": row.get("department", ""),
+        }
+        for row in rows
+    ]
 
 
 @dataclass(frozen=True)

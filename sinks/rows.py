@@ -58,10 +58,12 @@ JOURNEYS_TABLE = "appointment_journeys"
 REJECTED_TABLE = "rejected_rows"
 # Tables partitioned by a time a key can change: each key kept live in one partition.
 PLACED = placement.placed_tables()
-# Columns of a journey's stored row that name the site_hourly bucket it leaves.
-BUCKET_COLUMNS = ("site_id", "department")
+# What a row_placements row is made of (sinks.placement.placement_rows).
+PLACEMENT_COLUMNS = ("appointment_id", "patient_key", "stage", "queue", "wait_key", "rule", "hit_key", "version",
+                     "is_deleted", "scheduled_start", "first_event_at", "started_at", "occurred_at", "visit_at",
+                     "site_id", "department")
 # Tables the writer maintains itself: rows for them from outside are refused.
-DERIVED_TABLES = frozenset({"site_hourly", "schema_migrations", REJECTED_TABLE})
+DERIVED_TABLES = frozenset({"site_hourly", "schema_migrations", REJECTED_TABLE, placement.PLACEMENTS_TABLE})
 # Values for columns a row may lack. The Kafka writer sets output_partition from the
 # message; rows written offline (no Kafka) count as partition 0.
 FILL = {MARKERS_TABLE: {"output_partition": 0}}
@@ -150,34 +152,45 @@ class RowWriter:
 
         # Where each key's newest row is now, read before anything goes in: it places
         # tombstones (sinks.placement) and names the buckets appointments leave.
+        placed = [table for table in prepared if table in PLACED]
+        stored = placement.stored_placements(self.client, self.database, {
+            table: _column(prepared[table][0], PLACED[table].key[0]) for table in placed}) if placed else {}
         touched: set[site_hourly.Bucket] = set()
-        offset: dict[str, int] = {}
-        for table, (rows, group) in prepared.items():
-            if table not in PLACED:
-                continue
-            extra = BUCKET_COLUMNS if table == JOURNEYS_TABLE else ()
-            stored = placement.stored_placements(
-                self.client, self.database, PLACED[table], rows.columns[rows.names.index(PLACED[table].key[0])], extra)
-            if table == JOURNEYS_TABLE and self.recompute_site_hourly:
-                column = dict(zip(rows.names, rows.columns, strict=True))
-                touched = site_hourly.buckets_of_rows(column["site_id"], column["department"], column["scheduled_start"])
-                left = (site_hourly.bucket_of(p.extra["site_id"], p.extra["department"], p.times["scheduled_start"])
-                        for p in stored.values() if not p.deleted)
-                touched.update(bucket for bucket in left if bucket is not None)
-            settled = self._settle(table, rows, group, stored)
-            # Counted as the batch's rows: superseded ones are written (replaced anyway), tombstones not.
-            offset[table] = rows.row_count - settled.row_count
+        journeys = prepared.get(JOURNEYS_TABLE)
+        if journeys is not None and self.recompute_site_hourly:
+            rows = journeys[0]
+            touched = site_hourly.buckets_of_rows(
+                _column(rows, "site_id"), _column(rows, "department"), _column(rows, "scheduled_start"))
+            left = (site_hourly.bucket_of(p.extra["site_id"], p.extra["department"], p.times["scheduled_start"])
+                    for p in stored[JOURNEYS_TABLE].values() if not p.deleted)
+            touched.update(bucket for bucket in left if bucket is not None)
+        own: dict[str, int] = {}  # of a placed table's rows, how many are the batch's (move tombstones follow)
+        given: dict[str, int] = {}
+        for table in placed:
+            rows, group = prepared[table]
+            given[table] = rows.row_count
+            settled, own[table] = self._settle(table, rows, group, stored[table])
             prepared[table] = (settled, group)
 
+        recorded: list[dict[str, Any]] = []
         for table, (rows, group) in prepared.items():
-            counts[table] = self._insert_isolating(table, rows, group) + offset.get(table, 0)
+            refused = self._insert_isolating(table, rows, group)
+            # Counted as the batch's rows: superseded ones are written (replaced anyway), tombstones not.
+            counts[table] = given.get(table, rows.row_count) - len(refused)
+            if table in own:
+                inserted = [i for i in range(own[table]) if i not in refused]
+                recorded += placement.placement_rows(PLACED[table], _rows_at(rows, inserted, PLACEMENT_COLUMNS))
+        if recorded:
+            # After the rows: a crash in between redelivers the batch, which settles the same way again.
+            self._insert_records(placement.PLACEMENTS_TABLE, recorded)
         if touched:
             counts["site_hourly"] = self._recompute(touched)
 
         marker_rows = self._prepare(MARKERS_TABLE, markers) if markers else None
         self._flush_rejected()  # before any marker: what came before it is written or set aside
         if markers is not None and marker_rows is not None and marker_rows.row_count:
-            counts[MARKERS_TABLE] = self._insert_isolating(MARKERS_TABLE, marker_rows, markers, one_at_a_time=True)
+            refused = self._insert_isolating(MARKERS_TABLE, marker_rows, markers, one_at_a_time=True)
+            counts[MARKERS_TABLE] = marker_rows.row_count - len(refused)
         return counts
 
     # -- steps -------------------------------------------------------------------------
@@ -226,17 +239,18 @@ class RowWriter:
 
     def _settle(
         self, table: str, prepared: Prepared, group: _Rows, stored: Mapping[placement.Key, placement.Placement]
-    ) -> Prepared:
+    ) -> tuple[Prepared, int]:
         """``prepared`` as :func:`sinks.placement.settle` says: superseded and stale rows
         out, core tombstones in the partition of what they delete, move tombstones added
-        (as rows of ``group`` from the message of the row that moved)."""
+        at the end (as rows of ``group`` from the message of the row that moved); and how
+        many rows come before those tombstones."""
         spec = PLACED[table]
         wanted = [*spec.key, spec.version, "is_deleted", *spec.partition_by]
         picked = [prepared.columns[prepared.names.index(name)] for name in wanted]
         rows = [dict(zip(wanted, values, strict=True)) for values in zip(*picked, strict=True)]
         settled = placement.settle(spec, rows, stored)
         if not settled.moved and not settled.tombstones and len(settled.keep) == prepared.row_count:
-            return prepared  # the common case: nothing moved
+            return prepared, prepared.row_count  # the common case: nothing moved
         kept = prepared.subset(settled.keep)
         columns = [list(column) for column in kept.columns]
         for position_in_kept, position in enumerate(settled.keep):
@@ -253,10 +267,20 @@ class RowWriter:
                 group.rows.append(t.row)
                 group.sources.append(group.sources[prepared.kept[t.cause]])
                 indexes.append(len(group.rows) - 1)
-        return Prepared(names=prepared.names, types=prepared.types, columns=columns, kept=indexes)
+        return Prepared(names=prepared.names, types=prepared.types, columns=columns, kept=indexes), len(settled.keep)
 
-    def _insert_isolating(self, table: str, prepared: Prepared, group: _Rows, *, one_at_a_time: bool = False) -> int:
-        """Insert ``prepared``; rows the engine refuses go aside, the others in. Returns rows written.
+    def _insert_records(self, table: str, rows: list[dict[str, Any]]) -> None:
+        """Insert rows the writer makes itself (well-formed by construction)."""
+        schema = self._table_schema(table)
+        if schema is None:
+            raise MigrationError(f"{self.database}.{table} is missing: run `journeys db migrate`")
+        self._insert(table, schema.to_columns(rows))
+
+    def _insert_isolating(
+        self, table: str, prepared: Prepared, group: _Rows, *, one_at_a_time: bool = False
+    ) -> set[int]:
+        """Insert ``prepared``; rows the engine refuses go aside, the others in. Returns the
+        positions refused.
 
         ``one_at_a_time``: each refused row reaches ``rejected_rows`` before any row
         after it is inserted (markers: see the module doc).
@@ -275,7 +299,7 @@ class RowWriter:
         )
         if refused:
             self.last_faults.refused_inserts[table] += 1
-        return prepared.row_count - len(refused)
+        return {position for position, _ in refused}
 
     def _recompute(self, buckets: set[site_hourly.Bucket]) -> int:
         """Recompute ``buckets``; one the engine refuses (e.g. an hour before 1970, which
@@ -353,6 +377,16 @@ class RowWriter:
             self.last_faults.rejected[table] += count
             log.error("rows_rejected", table=table, reason=reason, rows=count, into=REJECTED_TABLE)
         self._aside = []
+
+
+def _column(prepared: Prepared, name: str) -> list[Any]:
+    return prepared.columns[prepared.names.index(name)]
+
+
+def _rows_at(prepared: Prepared, positions: Iterable[int], wanted: Iterable[str]) -> list[dict[str, Any]]:
+    """The rows at ``positions`` as dicts of the ``wanted`` columns the table has."""
+    columns = [(name, prepared.columns[prepared.names.index(name)]) for name in wanted if name in prepared.names]
+    return [{name: column[i] for name, column in columns} for i in positions]
 
 
 def _row_json(row: object) -> tuple[str, bool, int]:

@@ -207,5 +207,9 @@ def test_the_migration_carries_the_live_rows_over(client: Client, tmp_path: Path
             ("A-1", 2, "202602"), ("A-2", 1, "202601")]
         assert both_ways(client, name, "stage_intervals", "stage, version, _partition_id") == [("lobby", 2, "202602")]
         assert partitions(client, name, "stage_intervals") == [("202602", 2, 0)]  # only what was live
+        # The writer knows where the carried rows are: a move back to January leaves one live row.
+        RowWriter(client, name).write([{"appointment_journeys": [journey_row("A-1", 3, scheduled_start=JAN_31_22H)]}])
+        assert both_ways(client, name, "appointment_journeys", "appointment_id, version, _partition_id") == [
+            ("A-1", 3, "202601"), ("A-2", 1, "202601")]
     finally:
         client.command(f"DROP DATABASE IF EXISTS {name}")

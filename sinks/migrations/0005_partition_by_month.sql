@@ -17,6 +17,11 @@
 -- (FINAL merges, and prunes, per partition). appointment_journeys gains `is_deleted`
 -- for that tombstone; the journey core's rows never set it (the writer fills 0).
 --
+-- Where each key's newest row is, the writer reads from `row_placements`: one narrow row
+-- per key, sorted by appointment id (patient key for patient_visits) and NOT partitioned,
+-- so looking up a batch's keys reads their granules only, however many months the
+-- tables hold (in the partitioned tables every month partition would be searched).
+--
 -- Each table is rebuilt (an engine's partition key cannot be altered) from its FINAL
 -- rows: one row per key, deleted keys left out, so no older version of a key is carried
 -- into another partition than its live row. Then the rebuilt table is swapped in
@@ -94,3 +99,39 @@ INSERT INTO {db}.site_hourly_next SELECT * FROM {db}.site_hourly FINAL;
 EXCHANGE TABLES {db}.site_hourly AND {db}.site_hourly_next;
 
 DROP TABLE IF EXISTS {db}.site_hourly_next;
+
+CREATE TABLE IF NOT EXISTS {db}.row_placements
+(
+    lookup          String COMMENT 'the first key column: appointment_id (patient_key for patient_visits)',
+    `table`         LowCardinality(String),
+    key             Array(String) COMMENT 'the other key columns, in key order',
+    version         UInt64 COMMENT 'of the key''s newest row',
+    is_deleted      UInt8 COMMENT '1: the newest row is a tombstone',
+    placed_at       Nullable(DateTime64(3, 'UTC')) COMMENT 'the first partition column of that row',
+    placed_at_else  Nullable(DateTime64(3, 'UTC')) COMMENT 'the second (first_event_at of a journey), else NULL',
+    site_id         LowCardinality(String) COMMENT 'of that row: the site_hourly bucket a journey leaves',
+    department      LowCardinality(String)
+)
+ENGINE = ReplacingMergeTree(version)
+ORDER BY (lookup, `table`, key)
+SETTINGS index_granularity = 1024;
+
+INSERT INTO {db}.row_placements
+SELECT appointment_id, 'appointment_journeys', [], version, 0, scheduled_start, first_event_at, site_id, department
+FROM {db}.appointment_journeys FINAL;
+
+INSERT INTO {db}.row_placements
+SELECT appointment_id, 'stage_intervals', [toString(stage)], version, 0, started_at, NULL, site_id, department
+FROM {db}.stage_intervals FINAL;
+
+INSERT INTO {db}.row_placements
+SELECT appointment_id, 'queue_waits', [toString(queue), wait_key], version, 0, started_at, NULL, site_id, department
+FROM {db}.queue_waits FINAL;
+
+INSERT INTO {db}.row_placements
+SELECT appointment_id, 'friction_events', [toString(rule), hit_key], version, 0, occurred_at, NULL, site_id, department
+FROM {db}.friction_events FINAL;
+
+INSERT INTO {db}.row_placements
+SELECT patient_key, 'patient_visits', [appointment_id], version, 0, visit_at, NULL, site_id, department
+FROM {db}.patient_visits FINAL;
