@@ -156,7 +156,6 @@ class Site:
 @dataclass(slots=True)
 class Patient:
     patient_id: str
-    site_index: int
     no_show_p: float
     reminder_optout: bool
     punctuality_min: float  # mean arrival offset, minutes (negative: early)
@@ -166,10 +165,9 @@ class Patient:
     booked_after_ms: int | None = None  # their next booking is made after this (the last visit)
 
 
-def _new_patient(rng: random.Random, patient_id: str, site_index: int, cadence_days: float) -> Patient:
+def _new_patient(rng: random.Random, patient_id: str, cadence_days: float) -> Patient:
     return Patient(
         patient_id=patient_id,
-        site_index=site_index,
         # Most patients nearly always come; a minority often do not.
         no_show_p=min(0.6, rng.betavariate(1.2, 16.0) * (3.0 if rng.random() < 0.1 else 1.0)),
         reminder_optout=rng.random() < 0.1,
@@ -190,7 +188,6 @@ class Panel:
     appointment a day.
     """
 
-    site_index: int
     department: Department
     rng: random.Random
     patient_ids: Iterator[str]
@@ -204,17 +201,12 @@ class Panel:
         """The patient for a slot on ``day_index``: the most overdue one, else a new one."""
         if self._due and self._due[0][0] <= day_index:
             return heapq.heappop(self._due)[2]
-        return _new_patient(self.rng, next(self.patient_ids), self.site_index, self.department.cadence_days)
+        return _new_patient(self.rng, next(self.patient_ids), self.department.cadence_days)
 
     def come_back(self, patient: Patient, day_index: int, completed: bool, rng: random.Random) -> None:
         """Book the patient's next visit: on their cadence after a visit, soon after a miss."""
         days = patient.cadence_days * rng.uniform(0.85, 1.15) if completed else rng.uniform(2.0, 10.0)
         self.add(patient, day_index + max(1, round(days)))
-
-    @property
-    def size(self) -> int:
-        """Patients waiting for their next visit (booked and departed ones excluded)."""
-        return len(self._due)
 
 
 @dataclass(slots=True)
@@ -279,10 +271,10 @@ def build_world(config: SimulationConfig) -> World:
         for site_department in site.departments:
             department = site_department.department
             panel_rng = random.Random(f"panel:{config.seed}:{site.site_id}:{department.name}")
-            panel = Panel(site.index, department, panel_rng, patient_ids)
+            panel = Panel(department, panel_rng, patient_ids)
             daily = len(site_department.providers) * config.volume * weekly_load
             for _ in range(round(daily * department.cadence_days / 1.17 * 0.9)):
-                patient = _new_patient(panel_rng, next(patient_ids), site.index, department.cadence_days)
+                patient = _new_patient(panel_rng, next(patient_ids), department.cadence_days)
                 panel.add(patient, int(panel_rng.uniform(0, patient.cadence_days)))
             panels[(site.site_id, department.name)] = panel
     run_tag = hashlib.blake2b(f"{config.seed}:{config.start}".encode(), digest_size=3).hexdigest()
