@@ -508,7 +508,9 @@ def render_report(
 
 
 def _span(time_range: TimeRange, zone: tzinfo) -> str:
-    start = _when(time_range.start, zone, year=True, abbreviation=False)
+    """The range in ``zone``, its abbreviation once, or twice across a DST change (EST – EDT)."""
+    same = time_range.start.astimezone(zone).tzname() == time_range.end.astimezone(zone).tzname()
+    start = _when(time_range.start, zone, year=True, abbreviation=not same)
     return f"{start} – {_when(time_range.end, zone, year=True)}"
 
 

@@ -34,6 +34,10 @@ from typing import IO, Any
 import orjson
 
 RELEASE_EVERY = 10_000  # lines buffered per write: one syscall per batch, not per line
+PLAIN_EVERY_S = 10.0  # without a terminal (a log, a pipe), one progress line this often
+# A simulated day's events run into the next UTC day at sites west of UTC (an evening
+# clinic in Seattle ends after 04:00 UTC): the paced span reaches this far past the last day.
+LAST_DAY_TAIL_MS = 8 * 3_600_000
 
 
 def register(subparsers: Any) -> None:
@@ -123,6 +127,59 @@ def _paced(lines: Iterator[Any], speed: float, live_from_ms: int) -> Iterator[An
         yield line
 
 
+class _Progress:
+    """How far the run is, moving with the work: days simulated or, with ``--speed``, the
+    delivery time of the line just sent across the simulated span (the simulator makes a
+    day's lines before the pace lets them out, so counting its days would read 100% at the
+    start). A bar on a terminal; otherwise a plain line every :data:`PLAIN_EVERY_S`."""
+
+    def __init__(self, days: int, paced_span: tuple[int, int] | None, *, terminal: bool) -> None:
+        self.days = days
+        self.paced_span = paced_span
+        self.fraction = 0.0
+        self.lines = 0
+        self.deliver_ms: int | None = None
+        self._next_plain = time.monotonic() + PLAIN_EVERY_S
+        self._next_draw = 0.0
+        self._bar: Any = None
+        if terminal:
+            from tqdm import tqdm
+
+            self._bar = tqdm(total=100, unit="%", desc="simulate", file=sys.stderr,
+                             bar_format="{desc}: {percentage:3.0f}%|{bar}| [{elapsed}<{remaining}]")
+
+    def update(self, days_done: int, deliver_ms: int, lines: int) -> None:
+        now = time.monotonic()
+        if now < self._next_draw:  # called per line: draw at most twice a second
+            return
+        self._next_draw = now + 0.5
+        self.lines, self.deliver_ms = lines, deliver_ms
+        if self.paced_span is not None:
+            start, end = self.paced_span
+            fraction = min(max((deliver_ms - start) / (end - start), 0.0), 1.0)
+        else:
+            fraction = days_done / self.days
+        self.fraction = max(self.fraction, fraction)
+        if self._bar is not None:
+            self._bar.set_description_str(f"simulate ({lines:,} lines)", refresh=False)
+            self._bar.update(self.fraction * 100 - self._bar.n)
+        elif now >= self._next_plain:
+            self._next_plain = now + PLAIN_EVERY_S
+            self._plain()
+
+    def _plain(self) -> None:
+        from simulator.clock import iso_utc
+
+        at = f", simulated time {iso_utc(self.deliver_ms)[:16]}Z" if self.deliver_ms is not None else ""
+        print(f"journeys simulate: {self.fraction:.0%} ({self.lines:,} lines{at})", file=sys.stderr, flush=True)
+
+    def close(self) -> None:
+        self.fraction = 1.0
+        if self._bar is not None:
+            self._bar.update(100 - self._bar.n)
+            self._bar.close()
+
+
 def run(args: argparse.Namespace) -> int:
     from simulator import SimulationStream
     from simulator.clock import iso_utc, utc_day_start
@@ -133,7 +190,6 @@ def run(args: argparse.Namespace) -> int:
     if args.speed is not None and (args.bootstrap is None or args.speed <= 0):
         print("journeys simulate: --speed: needs --bootstrap and a value > 0", file=sys.stderr)
         return 2
-    progress = not args.no_progress and sys.stderr.isatty()
 
     with ExitStack() as stack:
         truth_out: IO[bytes] | None = None
@@ -145,29 +201,30 @@ def run(args: argparse.Namespace) -> int:
             truth_out.write(orjson.dumps(record.to_json()) + b"\n")
 
         stream = SimulationStream(config, on_truth=on_truth if truth_out is not None else None)
-        bar = None
-        if progress:
-            from tqdm import tqdm
-
-            bar = stack.enter_context(tqdm(total=config.days, unit="day", desc="simulate", file=sys.stderr))
+        live_from_ms = utc_day_start(config.start)
+        paced_span = None
+        if args.speed is not None:
+            end_ms = utc_day_start(config.start + dt.timedelta(days=config.days)) + LAST_DAY_TAIL_MS
+            if config.cutoff is not None:
+                end_ms = min(end_ms, int(config.cutoff.timestamp() * 1000))
+            paced_span = (live_from_ms, max(end_ms, live_from_ms + 1))
+        progress = None
+        if not args.no_progress:
+            progress = _Progress(config.days, paced_span, terminal=sys.stderr.isatty())
+            stack.callback(progress.close)
 
         invalid: list[tuple[int, str]] = []
 
         def numbered() -> Iterator[tuple[int, bytes]]:
             lines: Iterator[Any] = iter(stream)
             if args.speed is not None:
-                lines = _paced(lines, args.speed, utc_day_start(config.start))
-            done = 0
+                lines = _paced(lines, args.speed, live_from_ms)
             for number, line in enumerate(lines, 1):
                 if line.invalid is not None:
                     invalid.append((number, line.invalid))
-                if bar is not None and stream.stats.days_done != done:
-                    bar.update(stream.stats.days_done - done)
-                    done = stream.stats.days_done
-                    bar.set_postfix(lines=stream.stats.lines, refresh=False)
+                if progress is not None:
+                    progress.update(stream.stats.days_done, line.deliver_ms, number)
                 yield number, line.data
-            if bar is not None:
-                bar.update(stream.stats.days_done - done)
 
         started = time.monotonic()
         if args.out is not None:
