@@ -193,12 +193,47 @@ def panels() -> Iterator[tuple[str, dict[str, Any], dict[str, Any]]]:
 
 
 def best_ms(run: Any, runs: int) -> float:
+    """The fastest of ``runs`` runs; one over 3 s is not repeated (it is over anyway)."""
     best = math.inf
     for _ in range(runs):
         start = time.perf_counter()
         run()
         best = min(best, (time.perf_counter() - start) * 1000)
+        if best > 10 * THRESHOLD_MS:
+            break
     return best
+
+
+# SQL changes the dashboards could take (they are not this module's: see issue 17), timed
+# beside the panels they would replace; tests/test_clickhouse_scale.py checks they answer
+# the same. Each is the current SQL with these replacements.
+PROPOSED_VARIABLE = (("FROM appointment_journeys", "FROM journey_dimensions"),
+                     ("provider_id IS NOT NULL", "provider_id != ''"))
+PROPOSED_PANELS = {
+    "Connection issues by kind": (("FROM events FINAL", "FROM connection_issues FINAL"),
+                                  ("JSONExtractString(fields, 'kind')", "kind"),
+                                  ("JSONExtractString(fields, 'role')", "role"),
+                                  ("event_type = 'connection.issue' AND ", "")),
+}
+
+
+def proposed(sql: str, replacements: Sequence[tuple[str, str]]) -> str:
+    for old, new in replacements:
+        if old not in sql:
+            raise ValueError(f"the SQL no longer has {old!r}: update the proposal")
+        sql = sql.replace(old, new)
+    return sql
+
+
+def proposed_variables(dashboard: dict[str, Any]) -> dict[str, Any]:
+    """``dashboard`` with its query variables reading journey_dimensions (migration 0006)."""
+    variables = []
+    for variable in dashboard.get("templating", {}).get("list", []):
+        if variable.get("type") == "query" and isinstance(variable.get("query"), str):
+            variable = {**variable, "query": proposed(variable["query"], PROPOSED_VARIABLE[:1] + (
+                PROPOSED_VARIABLE[1:] if "provider_id IS NOT NULL" in variable["query"] else ()))}
+        variables.append(variable)
+    return {**dashboard, "templating": {"list": variables}}
 
 
 def time_panels(client: Client, database: str, runs: int) -> dict[str, float]:
@@ -210,20 +245,30 @@ def time_panels(client: Client, database: str, runs: int) -> dict[str, float]:
     for uid, dashboard, panel in panels():
         if uid not in selections:
             selections[uid] = all_selections(client, span.quarter, dashboard)
-            provider = variable_queries(dashboard)["provider"]
-            sql = expand(provider, span.quarter, timedelta(minutes=1), selections[uid][:2])
-            found[f"{uid} / $provider variable"] = best_ms(lambda: client.query(sql, settings=PANEL_SETTINGS), runs)
+            for kind, source in (("", dashboard), ("proposed: ", proposed_variables(dashboard))):
+                sql = expand(variable_queries(source)["provider"], span.quarter, timedelta(minutes=1),
+                             selections[uid][:2])
+                found[f"{kind}{uid} / $provider variable"] = best_ms(
+                    lambda sql=sql: client.query(sql, settings=PANEL_SETTINGS), runs)
         for label, window in (("24h", span.day), ("90d", span.quarter)):
             sql = panel_sql(panel, window, selections[uid])
             found[f"{uid} / {panel['title']} ({label})"] = best_ms(
                 lambda sql=sql: client.query(sql, settings=PANEL_SETTINGS), runs)
+            if panel["title"] in PROPOSED_PANELS:
+                sql = proposed(sql, PROPOSED_PANELS[panel["title"]])
+                found[f"proposed: {uid} / {panel['title']} ({label})"] = best_ms(
+                    lambda sql=sql: client.query(sql, settings=PANEL_SETTINGS), runs)
     return found
 
 
-def writer_batch_ms(client: Client, database: str, rows: int, seed_database: str) -> float:
+def writer_batch_ms(
+    client: Client, database: str, rows: int, seed_database: str, tag: int = 0
+) -> tuple[float, float]:
     """One RowWriter batch of ``rows`` journey rows (plus their stage intervals) on ``database``:
     half new bookings in the coming days, a quarter rescheduled within their month and a
-    quarter into the next month, like live traffic. Rows from the week's journeys, re-keyed."""
+    quarter into the next month, like live traffic. Rows from the week's journeys, re-keyed
+    (``tag`` keeps the new bookings of several batches apart). Returns (wall ms, CPU ms of
+    this process, chdb's threads included: steadier than wall time on a shared machine)."""
     writer = RowWriter(client, database)
     live = client.query(
         f"SELECT * FROM {seed_database}.appointment_journeys FINAL WHERE scheduled_start IS NOT NULL LIMIT {rows}")
@@ -240,7 +285,7 @@ def writer_batch_ms(client: Client, database: str, rows: int, seed_database: str
     for index in range(rows):
         row = dict(templates[index % len(templates)])
         if index % 2 == 0 or not existing:
-            row.update(appointment_id=f"BENCH-{index:010d}", version=1,
+            row.update(appointment_id=f"BENCH-{tag}-{index:010d}", version=1,
                        scheduled_start=int(latest) + (index % 14) * DAY_MS, first_event_at=int(latest))
         else:
             appointment, start, version = existing[(index // 2) % len(existing)]
@@ -252,9 +297,9 @@ def writer_batch_ms(client: Client, database: str, rows: int, seed_database: str
             "site_id": row["site_id"], "department": row["department"], "provider_id": row["provider_id"],
             "modality": row["modality"], "started_at": row["scheduled_start"] - 5 * MINUTE_MS,
             "ended_at": row["scheduled_start"] + 10 * MINUTE_MS, "minutes": 15.0})
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     writer.write([{"appointment_journeys": journey_rows, "stage_intervals": intervals}])
-    return (time.perf_counter() - start) * 1000
+    return (time.perf_counter() - start) * 1000, (time.process_time() - cpu) * 1000
 
 
 def _wire(value: Any) -> Any:
@@ -266,11 +311,13 @@ def _wire(value: Any) -> Any:
     return value
 
 
-def print_table(sizes: Sequence[int], timings: dict[int, dict[str, float]], writer: dict[int, float]) -> None:
+def print_table(
+    sizes: Sequence[int], timings: dict[int, dict[str, float]], writer: dict[int, tuple[float, float]]
+) -> None:
     labels = list(next(iter(timings.values())))
     heads = [f"{size / 1e6:g}M ms" for size in sizes]
     width = max(len(label) for label in labels)
-    print(f"{'panel':<{width}} | " + " | ".join(f"{h:>9}" for h in heads) + " | 300 ms")
+    print(f"{'panel':<{width}} | " + " | ".join(f"{h:>9}" for h in heads) + f" | {THRESHOLD_MS:g} ms")
     print("-" * (width + 12 * len(heads) + 12))
     over = dict.fromkeys(sizes, 0)
     for label in labels:
@@ -283,8 +330,9 @@ def print_table(sizes: Sequence[int], timings: dict[int, dict[str, float]], writ
         print(f"{label:<{width}} | " + " | ".join(cells) + f" | {verdict}")
     print()
     for size in sizes:
+        wall, cpu = writer[size]
         print(f"{size / 1e6:g}M: {over[size]} of {len(labels)} over {THRESHOLD_MS:g} ms; "
-              f"writer batch {writer[size]:.0f} ms")
+              f"writer batch {wall:.0f} ms ({cpu:.0f} ms CPU)")
 
 
 def main(argv: Iterable[str] | None = None) -> int:
@@ -301,7 +349,7 @@ def main(argv: Iterable[str] | None = None) -> int:
     week = seed_week(client, "scale_week", week_bundles())
     print(f"week: {week} journeys ({time.perf_counter() - started:.0f} s)", flush=True)
     timings: dict[int, dict[str, float]] = {}
-    writer: dict[int, float] = {}
+    writer: dict[int, tuple[float, float]] = {}
     for size in args.sizes:
         database = f"scale_{size}"
         client.command(f"DROP DATABASE IF EXISTS {database}")
@@ -313,8 +361,10 @@ def main(argv: Iterable[str] | None = None) -> int:
         print(f"{size:,}: {shape.weeks} weeks x {shape.groups} site groups, {counts} "
               f"({time.perf_counter() - started:.0f} s)", flush=True)
         timings[size] = time_panels(client, database, args.runs)
-        writer[size] = writer_batch_ms(client, database, args.batch, "scale_week")
-        print(f"{size:,}: panels timed, writer batch of {args.batch} rows {writer[size]:.0f} ms", flush=True)
+        batches = [writer_batch_ms(client, database, args.batch, "scale_week", tag) for tag in range(args.runs)]
+        writer[size] = min(batches)
+        print(f"{size:,}: panels timed; writer batches of {args.batch} journey rows (wall, CPU ms):"
+              f" {[(round(w), round(c)) for w, c in batches]}", flush=True)
         client.command(f"DROP DATABASE IF EXISTS {database}")  # disk: one data set at a time
     print_table(args.sizes, timings, writer)
     client.close()

@@ -29,7 +29,7 @@ EMPTY_MAP: Mapping[str, Any] = MappingProxyType({})
 class Table:
     name: str
     key: tuple[str, ...]  # ORDER BY: what identifies a row (ReplacingMergeTree keeps one per key)
-    version: str  # the column whose largest value wins
+    version: str  # the column whose largest value wins ("": none, the last written)
     columns: tuple[tuple[str, Any], ...]  # (name, empty value), in table order
     # PARTITION BY toYYYYMM of the first of these time columns that is not NULL (empty:
     # not partitioned by a row time). A key whose time moves to another month leaves a
@@ -60,9 +60,10 @@ class Table:
 
 def tombstone(table: str, version: int, **known: Any) -> dict[str, Any]:
     """A row deleting the key given in ``known`` at ``version``; columns not given are empty."""
-    row: dict[str, Any] = {}
-    for name, empty in TABLES[table].columns:
-        row[name] = list(empty) if isinstance(empty, tuple) else dict(empty) if isinstance(empty, Mapping) else empty
+    empty, mutable = _EMPTY_ROWS[table]
+    row = dict(empty)
+    for name in mutable:  # a fresh list or dict each time: a caller may fill it
+        row[name] = list(empty[name]) if isinstance(empty[name], tuple) else dict(empty[name])
     row.update(known, version=version, is_deleted=1)
     return row
 
@@ -309,6 +310,32 @@ TABLES: dict[str, Table] = {table.name: table for table in (
         ),
     ),
     Table(
+        # Kept by a materialized view of appointment_journeys (migration 0006): the dashboards' variables.
+        "journey_dimensions",
+        key=("site_id", "department", "provider_id"),
+        version="",
+        columns=(("site_id", ""), ("department", ""), ("provider_id", "")),
+    ),
+    Table(
+        # Kept by a materialized view of events (migration 0006): "Connection issues by kind".
+        "connection_issues",
+        key=("source", "event_id"),
+        version="copy_rank",
+        partition_by=("occurred_at",),
+        columns=(
+            ("source", ""),
+            ("event_id", ""),
+            ("occurred_at", 0),
+            ("appointment_id", ""),
+            ("site_id", ""),
+            ("department", ""),
+            ("provider_id", None),
+            ("kind", ""),
+            ("role", ""),
+            ("copy_rank", 0),
+        ),
+    ),
+    Table(
         # The writer's own: where each key of a month-partitioned table has its newest row (sinks/placement.py).
         "row_placements",
         key=("lookup", "table", "key"),
@@ -357,3 +384,11 @@ TABLES: dict[str, Table] = {table.name: table for table in (
         ),
     ),
 )}
+
+# Per table, its empty row and the columns whose empty value is a container (copied per
+# tombstone): the writer makes thousands of tombstones per batch.
+_EMPTY_ROWS: dict[str, tuple[dict[str, Any], tuple[str, ...]]] = {
+    name: (dict(table.columns),
+           tuple(column for column, empty in table.columns if isinstance(empty, tuple | Mapping)))
+    for name, table in TABLES.items()
+}

@@ -34,16 +34,23 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from functools import lru_cache
 from typing import Any
 
 from clickhouse_connect.driver.client import Client
 
 from schemas.tables import TABLES, Table, tombstone
+from schemas.timestamps import DAY_MS
 from sinks.migrate import quote_database
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _CHUNK = 5_000  # ids per lookup statement: keeps parameters well under HTTP limits
 PLACEMENTS_TABLE = "row_placements"
+# Columns a move tombstone takes from the row that moved, like the core's tombstones: a
+# reader without FINAL (the dashboards' variables list DISTINCT sites, departments and
+# providers) then sees no empty site.
+CONTEXT = ("site_id", "department", "provider_id", "modality")
+_SEPARATOR, _SEPARATOR_SQL = "\x1f", "\\x1F"  # unit separator, in Python and in ClickHouse SQL
 
 Key = tuple[Any, ...]
 
@@ -65,20 +72,27 @@ def month_of(epoch_ms: int) -> int:
     >>> month_of(1769903999999), month_of(1769904000000), month_of(-1)
     (202601, 202602, 196912)
     """
-    moment = _EPOCH + timedelta(milliseconds=epoch_ms)
+    return _month_of_day(epoch_ms // DAY_MS)
+
+
+@lru_cache(maxsize=4096)
+def _month_of_day(day: int) -> int:
+    # Per day, cached: a batch's rows fall on few days, and datetime arithmetic per row
+    # is a good share of the writer's time.
+    moment = _EPOCH + timedelta(days=day)
     return moment.year * 100 + moment.month
 
 
 def row_month(table: Table, times: Mapping[str, Any]) -> int | None:
     """The month partition of a row with these time values (None: no time to place it by)."""
     for column in table.partition_by:
-        value = times.get(column)
+        value = times[column]
         if value is not None:
-            return month_of(int(value))
+            return _month_of_day(value // DAY_MS)
     return None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Placement:
     """Where a key's newest row is: its version, whether it is a tombstone, its month,
     and its partition columns' values (a tombstone beside it carries the same)."""
@@ -103,36 +117,55 @@ def stored_placements(
     db = quote_database(database)
     ids = sorted({value for values in lookups.values() for value in values})
     found: dict[str, dict[Key, Placement]] = {table: {} for table in lookups}
+    # The ids go as one string split in SQL: binding an array of 20,000 strings costs the
+    # client as much as the query. An id holding the separator sends the array instead.
+    split = not any(_SEPARATOR in value for value in ids)
+    listed = f"splitByChar('{_SEPARATOR_SQL}', {{ids:String}})" if split else "{ids:Array(String)}"
     sql = (f"SELECT table, lookup, key, version, is_deleted, toUnixTimestamp64Milli(placed_at),"
            f" toUnixTimestamp64Milli(placed_at_else), site_id, department FROM {db}.{PLACEMENTS_TABLE} FINAL"
-           " WHERE lookup IN (SELECT arrayJoin({ids:Array(String)})) AND table IN {tables:Array(String)}")
+           f" WHERE lookup IN (SELECT arrayJoin({listed})) AND table IN {{tables:Array(String)}}")
+    specs = {name: TABLES[name] for name in lookups}
     for start in range(0, len(ids), _CHUNK):
-        rows = client.query(sql, parameters={"ids": ids[start : start + _CHUNK], "tables": sorted(lookups)}).result_rows
-        for name, lookup, rest, version, deleted, placed_at, placed_at_else, site_id, department in rows:
-            table = TABLES[name]
-            times = dict(zip(table.partition_by, (placed_at, placed_at_else), strict=False))
+        chunk = ids[start : start + _CHUNK]
+        parameters = {"ids": _SEPARATOR.join(chunk) if split else chunk, "tables": sorted(lookups)}
+        for name, lookup, rest, version, deleted, placed_at, placed_at_else, site_id, department in client.query(
+            sql, parameters=parameters
+        ).result_rows:
+            table = specs[name]
+            times = {table.partition_by[0]: placed_at}
+            if len(table.partition_by) > 1:
+                times[table.partition_by[1]] = placed_at_else
             found[name][(lookup, *rest)] = Placement(
-                version=int(version), deleted=bool(deleted), month=row_month(table, times), times=times,
-                extra={"site_id": site_id, "department": department})
+                int(version), bool(deleted), row_month(table, times), times, {"site_id": site_id, "department": department})
     return found
 
 
-def placement_rows(table: Table, rows: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
-    """The ``row_placements`` rows recording ``rows`` (inserted into ``table``) as their keys' newest."""
+PLACEMENT_COLUMNS = ("lookup", "table", "key", "version", "is_deleted", "placed_at", "placed_at_else", "site_id",
+                     "department")
+
+
+def placement_columns(
+    table: Table, columns: Mapping[str, Sequence[Any]], positions: Sequence[int]
+) -> list[list[Any]]:
+    """``row_placements`` columns (in :data:`PLACEMENT_COLUMNS` order) recording the rows at
+    ``positions`` of ``columns`` (converted, inserted into ``table``) as their keys' newest.
+    Columnar: the values are already converted, and a batch records tens of thousands."""
+    def at(column: str) -> list[Any]:
+        values = columns[column]
+        return [values[i] for i in positions]
+
+    rest = [at(column) for column in table.key[1:]]
     second = table.partition_by[1] if len(table.partition_by) > 1 else None
     return [
-        {
-            "lookup": row[table.key[0]],
-            "table": table.name,
-            "key": [row[column] for column in table.key[1:]],
-            "version": row[table.version],
-            "is_deleted": row["is_deleted"],
-            "placed_at": row[table.partition_by[0]],
-            "placed_at_else": row[second] if second else None,
-            "site_id": row.get("site_id", ""),
-            "department": row.get("department", ""),
-        }
-        for row in rows
+        at(table.key[0]),
+        [table.name] * len(positions),
+        [list(key) for key in zip(*rest, strict=True)] if rest else [[] for _ in positions],
+        at(table.version),
+        at("is_deleted"),
+        at(table.partition_by[0]),
+        at(second) if second else [None] * len(positions),
+        at("site_id"),
+        at("department"),
     ]
 
 
@@ -186,7 +219,7 @@ def settle(table: Table, rows: Sequence[Mapping[str, Any]], stored: Mapping[Key,
                 if version < now.version:
                     continue  # older than what is stored, and elsewhere: it would stay live there
                 if not now.deleted:
-                    identity = {column: row[column] for column in table.key}
+                    identity = {column: row[column] for column in (*table.key, *CONTEXT) if column in row}
                     result.tombstones.append(
                         Tombstone(position, tombstone(table.name, now.version, **identity, **now.times)))
         result.keep.append(position)

@@ -58,12 +58,10 @@ JOURNEYS_TABLE = "appointment_journeys"
 REJECTED_TABLE = "rejected_rows"
 # Tables partitioned by a time a key can change: each key kept live in one partition.
 PLACED = placement.placed_tables()
-# What a row_placements row is made of (sinks.placement.placement_rows).
-PLACEMENT_COLUMNS = ("appointment_id", "patient_key", "stage", "queue", "wait_key", "rule", "hit_key", "version",
-                     "is_deleted", "scheduled_start", "first_event_at", "started_at", "occurred_at", "visit_at",
-                     "site_id", "department")
-# Tables the writer maintains itself: rows for them from outside are refused.
-DERIVED_TABLES = frozenset({"site_hourly", "schema_migrations", REJECTED_TABLE, placement.PLACEMENTS_TABLE})
+# Tables the writer (or a materialized view, migration 0006) maintains itself: rows for
+# them from outside are refused.
+DERIVED_TABLES = frozenset({"site_hourly", "schema_migrations", REJECTED_TABLE, placement.PLACEMENTS_TABLE,
+                            "journey_dimensions", "connection_issues"})
 # Values for columns a row may lack. The Kafka writer sets output_partition from the
 # message; rows written offline (no Kafka) count as partition 0.
 FILL = {MARKERS_TABLE: {"output_partition": 0}}
@@ -172,17 +170,18 @@ class RowWriter:
             settled, own[table] = self._settle(table, rows, group, stored[table])
             prepared[table] = (settled, group)
 
-        recorded: list[dict[str, Any]] = []
+        recorded: list[list[list[Any]]] = []
         for table, (rows, group) in prepared.items():
             refused = self._insert_isolating(table, rows, group)
             # Counted as the batch's rows: superseded ones are written (replaced anyway), tombstones not.
             counts[table] = given.get(table, rows.row_count) - len(refused)
             if table in own:
                 inserted = [i for i in range(own[table]) if i not in refused]
-                recorded += placement.placement_rows(PLACED[table], _rows_at(rows, inserted, PLACEMENT_COLUMNS))
+                recorded.append(placement.placement_columns(
+                    PLACED[table], dict(zip(rows.names, rows.columns, strict=True)), inserted))
         if recorded:
             # After the rows: a crash in between redelivers the batch, which settles the same way again.
-            self._insert_records(placement.PLACEMENTS_TABLE, recorded)
+            self._insert_placements([sum((part[i] for part in recorded), []) for i in range(len(recorded[0]))])
         if touched:
             counts["site_hourly"] = self._recompute(touched)
 
@@ -245,7 +244,8 @@ class RowWriter:
         at the end (as rows of ``group`` from the message of the row that moved); and how
         many rows come before those tombstones."""
         spec = PLACED[table]
-        wanted = [*spec.key, spec.version, "is_deleted", *spec.partition_by]
+        wanted = [*spec.key, spec.version, "is_deleted", *spec.partition_by,
+                  *(name for name in placement.CONTEXT if name in prepared.names)]
         picked = [prepared.columns[prepared.names.index(name)] for name in wanted]
         rows = [dict(zip(wanted, values, strict=True)) for values in zip(*picked, strict=True)]
         settled = placement.settle(spec, rows, stored)
@@ -269,12 +269,14 @@ class RowWriter:
                 indexes.append(len(group.rows) - 1)
         return Prepared(names=prepared.names, types=prepared.types, columns=columns, kept=indexes), len(settled.keep)
 
-    def _insert_records(self, table: str, rows: list[dict[str, Any]]) -> None:
-        """Insert rows the writer makes itself (well-formed by construction)."""
-        schema = self._table_schema(table)
+    def _insert_placements(self, columns: list[list[Any]]) -> None:
+        """Insert ``row_placements`` columns the writer made itself (converted by construction)."""
+        schema = self._table_schema(placement.PLACEMENTS_TABLE)
         if schema is None:
-            raise MigrationError(f"{self.database}.{table} is missing: run `journeys db migrate`")
-        self._insert(table, schema.to_columns(rows))
+            raise MigrationError(f"{self.database}.{placement.PLACEMENTS_TABLE} is missing: run `journeys db migrate`")
+        types = dict(zip(schema.names, schema.types, strict=True))
+        names = list(placement.PLACEMENT_COLUMNS)
+        self._insert(placement.PLACEMENTS_TABLE, Prepared(names=names, types=[types[n] for n in names], columns=columns))
 
     def _insert_isolating(
         self, table: str, prepared: Prepared, group: _Rows, *, one_at_a_time: bool = False
@@ -381,12 +383,6 @@ class RowWriter:
 
 def _column(prepared: Prepared, name: str) -> list[Any]:
     return prepared.columns[prepared.names.index(name)]
-
-
-def _rows_at(prepared: Prepared, positions: Iterable[int], wanted: Iterable[str]) -> list[dict[str, Any]]:
-    """The rows at ``positions`` as dicts of the ``wanted`` columns the table has."""
-    columns = [(name, prepared.columns[prepared.names.index(name)]) for name in wanted if name in prepared.names]
-    return [{name: column[i] for name, column in columns} for i in positions]
 
 
 def _row_json(row: object) -> tuple[str, bool, int]:

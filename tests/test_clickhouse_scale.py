@@ -20,7 +20,17 @@ from typing import Any
 import pytest
 import yaml
 
-from bench.clickhouse_scale import Shape, panels, ranges, scale, seed_week, week_bundles
+from bench.clickhouse_scale import (
+    PROPOSED_PANELS,
+    Shape,
+    panels,
+    proposed,
+    proposed_variables,
+    ranges,
+    scale,
+    seed_week,
+    week_bundles,
+)
 from dashboards.macros import TimeRange
 from dashboards.query import PANEL_SETTINGS, all_selections, panel_sql
 from sinks import site_hourly
@@ -139,3 +149,37 @@ def test_the_grafana_profile_sets_what_the_report_sends() -> None:
     (installation,) = [d for d in documents if d and d.get("kind") == "ClickHouseInstallation"]
     profiles = installation["spec"]["configuration"]["profiles"]
     assert {name: int(profiles[f"readonly/{name}"]) for name in PANEL_SETTINGS} == PANEL_SETTINGS
+
+
+def test_the_proposed_sql_answers_as_the_panels_do(client: Client, data_sets: tuple[str, str, str]) -> None:
+    """The SQL changes the benchmark times for the dashboards (tables of migration 0006)."""
+    now, _, week = data_sets
+    for database in (now, week):
+        client.database = database
+        window = ranges(client, database).quarter
+        selections: dict[str, Any] = {}
+        for uid, dashboard, panel in panels():
+            if uid not in selections:
+                selections[uid] = all_selections(client, window, dashboard)
+                new = all_selections(client, window, proposed_variables(dashboard))
+                assert [(s.name, s.options) for s in new] == [(s.name, s.options) for s in selections[uid]], uid
+            if panel["title"] in PROPOSED_PANELS:
+                sql = panel_sql(panel, window, selections[uid])
+                rows = client.query(sql, settings=PANEL_SETTINGS).result_rows
+                assert rows, panel["title"]
+                assert client.query(proposed(sql, PROPOSED_PANELS[panel["title"]]),
+                                    settings=PANEL_SETTINGS).result_rows == rows
+
+
+def test_the_variables_see_no_tombstone(client: Client, data_sets: tuple[str, str, str]) -> None:
+    """The week itself (moves and tombstones): the variables, which read without FINAL, list
+    exactly the sites, departments and providers of the live journeys."""
+    _, _, week = data_sets
+    client.database = week
+    last = ranges(client, week)
+    live = {column: [str(row[0]) for row in client.query(
+        f"SELECT DISTINCT {column} FROM appointment_journeys FINAL WHERE {column} IS NOT NULL ORDER BY {column}"
+    ).result_rows] for column in ("site_id", "department", "provider_id")}
+    for _, dashboard, _ in panels():
+        listed = {s.name: list(s.options) for s in all_selections(client, last.quarter, dashboard)}
+        assert listed == {"site": live["site_id"], "department": live["department"], "provider": live["provider_id"]}
