@@ -37,6 +37,9 @@ LEAD_TIME_BUCKET = (
     " 'over 60 days')"
 )
 
+# The two rates keep their colours on every panel; neither is green, which would read "good".
+RATE_COLORS = {"No-show rate": "orange", "Late-cancellation rate": "purple"}
+
 RATE_DEFINITION = (
     "No-show rate = no-shows / appointments that were due and not cancelled (completed, no-show, left "
     "without being seen, in progress); late-cancellation rate = patient cancellations less than 24 h "
@@ -57,6 +60,7 @@ def _rates_by(title: str, expression: str, label: str, what: str, order: str) ->
         """),
         x_field=label,
         unit="percentunit",
+        colors=RATE_COLORS,
     )
 
 
@@ -160,6 +164,7 @@ def build() -> dashboard.Dashboard:
                     ORDER BY min(lead_time_days)
                 """),
                 x_field="Lead time",
+                colors={"Appointments": "blue", "No-shows": "orange"},
             )
         )
         .with_panel(
@@ -196,6 +201,7 @@ def build() -> dashboard.Dashboard:
                 """),
                 unit="percentunit",
                 min_interval="1d",
+                colors=RATE_COLORS,
             )
         )
     )
