@@ -165,7 +165,7 @@ def findings_sql(index: str, since: str, by_site: bool = False) -> str:
                exposed_lapses * (1 - 1 / ci_high) AS patients_lost_high
         FROM ({strata_sql(index, since, by_site)})
         GROUP BY {site}scope
-        ORDER BY enough DESC, patients_lost DESC, {site}rule
+        ORDER BY enough DESC, rule = '{ANY_FRICTION}' DESC, patients_lost DESC, {site}rule
     """
 
 

@@ -12,6 +12,7 @@ check-in) go in as SIU/ADT messages over MLLP through the HL7 gateway, the rest 
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import shutil
 import time
 from collections.abc import Sequence
@@ -21,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 from runtime.config import load_settings
 
 if TYPE_CHECKING:
+    from simulator import SimulationConfig
     from streams.pipeline import FeedCounts, LocalPipeline
 
 DEFAULT_DAYS = 120
@@ -67,6 +69,28 @@ SUMMARY_QUERIES: dict[str, str] = {
                if(rule IN ({yes_no}), '', toString(any(threshold))) AS Threshold
         FROM {db}.friction_events FINAL GROUP BY Rule ORDER BY Hits DESC, Rule""",
 }
+
+
+def demo_config(seed: int = 7, days: int = DEFAULT_DAYS, sites: int = 2, volume: int = 4) -> SimulationConfig:
+    """What the demo simulates (the README's pictures are of it, ``tests/test_report_browser.py``).
+
+    Delivered a little badly (duplicates, disorder, late and invalid events), and stopped on
+    the last day at 13:50 UTC, in the morning clinics (09:50 in New York, 08:50 in
+    Chicago): the report is a live snapshot, with patients waiting now.
+
+    >>> config = demo_config(days=3)
+    >>> config.days, config.cutoff.isoformat()
+    (3, '2026-03-04T13:50:00+00:00')
+    """
+    from simulator import SimulationConfig
+
+    start = dt.date(2026, 3, 2)
+    last_day = start + dt.timedelta(days=days - 1)
+    return SimulationConfig(
+        seed=seed, days=days, sites=sites, volume=volume, start=start,
+        duplicate_fraction=0.02, out_of_order_fraction=0.05, late_fraction=0.01, invalid_fraction=0.002,
+        cutoff=dt.datetime.combine(last_day, dt.time(13, 50), tzinfo=dt.UTC),
+    )
 
 
 def print_table(title: str, columns: list[str], rows: Sequence[Sequence[Any]]) -> None:
@@ -147,7 +171,8 @@ def run(args: argparse.Namespace) -> int:
     from journey.friction import load_rules
     from runtime.logs import configure_logging
     from schemas.eventfile import read_event_lines
-    from simulator import SimulationConfig, simulate
+    from simulator import simulate
+    from simulator.world import build_world
     from sinks.migrate import quote_database
     from streams.pipeline import LocalPipeline
 
@@ -161,9 +186,8 @@ def run(args: argparse.Namespace) -> int:
     data_dir.mkdir(parents=True, exist_ok=True)
     events_path = data_dir / "demo-events.jsonl"
     print(f"[1/4] simulating {args.days} clinic day(s) at {args.sites} sites (seed {args.seed}) ...", flush=True)
-    simulation = simulate(SimulationConfig(seed=args.seed, days=args.days, sites=args.sites, volume=args.volume,
-                                           duplicate_fraction=0.02, out_of_order_fraction=0.05, late_fraction=0.01,
-                                           invalid_fraction=0.002))
+    config = demo_config(seed=args.seed, days=args.days, sites=args.sites, volume=args.volume)
+    simulation = simulate(config)
     events_path.write_bytes(b"\n".join(simulation.lines) + b"\n")
     print(f"      {len(simulation.lines)} events -> {events_path}", flush=True)
     print("[2/4] starting the local broker, a stream worker and the ClickHouse writer ...", flush=True)
@@ -186,7 +210,12 @@ def run(args: argparse.Namespace) -> int:
             print_table(title, list(result.column_names), result.result_rows)
         print_loyalty(client, settings.clickhouse_database)
         time_from, time_to = data_time_range(client, settings.clickhouse_database)
-        report = render_report(client, settings.clickhouse_database, Path(args.report), time_from, time_to)
+        # The simulated sites' own zones (unless JOURNEYS_SITE_TIME_ZONES says otherwise);
+        # "now" is where the simulated world stopped, and each dashboard shows its own range
+        # up to it (operations: today; loyalty: 180 days), as Grafana would open them.
+        zones = {site.site_id: site.tz.key for site in build_world(config).sites} | settings.site_time_zones
+        report = render_report(client, settings.clickhouse_database, Path(args.report), time_from, time_to,
+                               time_zones=zones, now=config.cutoff, dashboard_ranges=True)
         print(f"\nHTML report (the dashboards' panels, same SQL): {report.resolve()}")
     print(f"done in {time.monotonic() - started:.0f} s")
     return 0
