@@ -32,6 +32,7 @@ from dashboards.retention import (
     kaplan_meier_sql,
     return_windows,
 )
+from dashboards.rules import RULE_LABEL
 
 UID = "journeys-loyalty"
 
@@ -152,7 +153,7 @@ def build() -> dashboard.Dashboard:
                 f"Per friction rule: decided visits with it, lapse rates with it and without any friction, "
                 f"relative risk with its 95% interval, patients lost. {LAPSE} {RISK} {LOST}",
                 sql(f"""
-                    SELECT if(rule = '{ANY_FRICTION}', 'Any friction', rule) AS "Friction rule",
+                    SELECT if(rule = '{ANY_FRICTION}', 'Any friction', {RULE_LABEL}) AS "Friction rule",
                            exposed_visits AS "Visits with it",
                            {FINDING_COLUMNS}
                     FROM ({FINDINGS})
@@ -215,12 +216,10 @@ def build() -> dashboard.Dashboard:
             bar_panel(
                 "Patients by number of no-shows",
                 "Patients with an appointment in the range, by their number of no-shows over all "
-                "appointments (per-patient summary), with their completed visits and late cancellations.",
+                "appointments (per-patient summary).",
                 sql(f"""
                     SELECT if(no_shows >= 3, '3+', toString(no_shows)) AS "No-shows",
-                           count() AS Patients,
-                           sum(visits_completed) AS "Visits completed",
-                           sum(late_cancellations) AS "Late cancellations"
+                           count() AS Patients
                     FROM patient_journeys FINAL
                     WHERE {PATIENTS_IN_SCOPE}
                     GROUP BY "No-shows"

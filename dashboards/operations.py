@@ -18,6 +18,7 @@ from dashboards.panels import (
     table_panel,
     timeseries_panel,
 )
+from dashboards.rules import MEASURED, RULE_LABEL, RULE_LIMIT
 
 UID = "journeys-operations"
 
@@ -40,42 +41,6 @@ WAIT_THRESHOLDS: list[tuple[float | None, str]] = [(None, "green"), (10, "yellow
 # Severity reads as alarm: high red, medium orange, low yellow (bars and the feed alike).
 SEVERITY_COLORS = {"high": "red", "medium": "orange", "low": "yellow"}
 
-# How each default friction rule (journey/friction_rules.yaml) reads: its name for people,
-# its limit, and what its measured value is (minutes, a count, or nothing for a yes/no rule
-# such as a no-show: it happened). Dashboards may not import the journey package
-# (tests/test_layout.py), so tests/test_dashboard_rules.py holds this to the rules file.
-RULES: dict[str, tuple[str, str, str]] = {
-    "lobby_wait": ("Lobby wait", "> 20 min", "min"),
-    "room_wait": ("Room wait", "> 15 min", "min"),
-    "provider_start_delay": ("Provider start delay", "> 15 min", "min"),
-    "cycle_time": ("Cycle time", "> 90 min", "min"),
-    "arrival_to_checkin": ("Arrival to check-in", "> 10 min", "min"),
-    "virtual_wait": ("Virtual wait", "> 10 min", "min"),
-    "telehealth_abandoned": ("Telehealth abandoned", "", ""),
-    "drop_count": ("Drops", "≥ 2", "count"),
-    "wait_estimate_error": ("Wait estimate error", "> 15 min", "min"),
-    "no_show": ("No-show", "", ""),
-    "late_cancellation": ("Late cancellation", "", ""),
-    "left_without_being_seen": ("Left without being seen", "", ""),
-}
-
-
-def _by_rule(texts: dict[str, str], otherwise: str) -> str:
-    """SQL: ``texts[rule]``, or the ``otherwise`` expression for a rule not in the defaults."""
-    names = ", ".join(f"'{name}'" for name in texts)
-    values = ", ".join(f"'{text}'" for text in texts.values())
-    return f"transform(rule, [{names}], [{values}], {otherwise})"
-
-
-RULE_LABEL = _by_rule({rule: name for rule, (name, _, _) in RULES.items()}, "replaceAll(rule, '_', ' ')")
-RULE_LIMIT = _by_rule({rule: limit for rule, (_, limit, _) in RULES.items()}, "toString(threshold)")
-MINUTE_RULES = ", ".join(f"'{rule}'" for rule, (_, _, unit) in RULES.items() if unit == "min")
-YES_NO_RULES = ", ".join(f"'{rule}'" for rule, (_, _, unit) in RULES.items() if not unit)
-# A yes/no rule (no-show) has no measured value to show: it happened.
-MEASURED = (
-    f"multiIf(rule IN ({YES_NO_RULES}), '', rule IN ({MINUTE_RULES}),"
-    " concat(toString(round(value, 1)), ' min'), toString(round(value, 1)))"
-)
 
 
 def _wait_stat(title: str, column: str, level: float, rule: str, width: int = 3) -> stat.Panel:

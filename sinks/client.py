@@ -33,7 +33,10 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 import clickhouse_connect
 from clickhouse_connect.driver.client import Client
 
-__all__ = ["ChdbBusyError", "Client", "DsnError", "ParsedDsn", "connect", "is_chdb", "parse_dsn", "redact_dsn"]
+__all__ = [
+    "ChdbBusyError", "Client", "DsnError", "ParsedDsn", "chdb_held_elsewhere", "connect", "is_chdb", "parse_dsn",
+    "redact_dsn",
+]
 
 
 class DsnError(ValueError):
@@ -111,6 +114,10 @@ def redact_dsn(dsn: str) -> str:
     return parts._replace(netloc=netloc).geturl()
 
 
+# chdb directories this process runs an engine in (chdb keeps it for the process's life).
+_OPENED_HERE: set[Path] = set()
+
+
 def connect(dsn: str, database: str | None = None) -> Client:
     """A clickhouse-connect client for ``dsn``; ``database`` (if given) becomes its default database.
 
@@ -126,6 +133,7 @@ def connect(dsn: str, database: str | None = None) -> Client:
         # chdb compares engine paths literally: always hand it the resolved path.
         try:
             client = clickhouse_connect.get_client(dsn=f"chdb://{path}")
+            _OPENED_HERE.add(path)
         except Exception as error:
             if _held_by_another_process(path):
                 raise ChdbBusyError(
@@ -149,6 +157,16 @@ def connect(dsn: str, database: str | None = None) -> Client:
     if db and _database_exists(client, db):
         client.database = db
     return client
+
+
+def chdb_held_elsewhere(dsn: str) -> bool:
+    """Whether another process runs chdb in ``dsn``'s directory (False for a server DSN,
+    and for a directory this process opened: its own engine's lock looks the same)."""
+    parsed = parse_dsn(dsn)
+    if parsed.kind != "chdb" or parsed.path is None:
+        return False
+    path = parsed.path.expanduser().resolve()
+    return path not in _OPENED_HERE and _held_by_another_process(path)
 
 
 def _held_by_another_process(path: Path) -> bool:

@@ -26,9 +26,13 @@ def read_only_queries(settings: Settings, fmt: str, via: str | None = None) -> I
     one process open its directory). Unqualified tables are those of
     ``settings.clickhouse_database``.
     """
-    from sinks.client import ChdbBusyError, connect
+    from sinks.client import ChdbBusyError, chdb_held_elsewhere, connect
     from sinks.readonly import READ_ONLY_SETTINGS
 
+    if not via and chdb_held_elsewhere(settings.dsn):
+        # Straight to the writer: opening chdb first would have ClickHouse print its own
+        # "Code: 76 ... Cannot lock file" on stderr before the fallback below.
+        via = f"http://127.0.0.1:{settings.writer_port}"
     if not via:
         try:
             client = connect(settings.dsn, settings.clickhouse_database)

@@ -115,11 +115,12 @@ def run_report(args: argparse.Namespace) -> int:
     try:
         start, end = data_time_range(client, database)
         start, end = _moment(args.time_from) or start, _moment(args.time_to) or end
-        print(render_report(client, database, args.out, start, end, dashboard_ranges=args.dashboard_ranges))
+        print(render_report(client, database, args.out, start, end, dashboard_ranges=args.dashboard_ranges,
+                            time_zones=settings.site_time_zones))
         if args.screenshots:
             from dashboards.screenshots import capture
 
-            for png in capture(client, database, start, end, args.screenshots):
+            for png in capture(client, database, start, end, args.screenshots, time_zones=settings.site_time_zones):
                 print(png)
     finally:
         client.close()

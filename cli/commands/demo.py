@@ -64,10 +64,10 @@ SUMMARY_QUERIES: dict[str, str] = {
         FROM {db}.appointment_journeys FINAL""",
     # Yes/no rules (no-show, late cancellation, ...) have no measured value worth showing.
     "Friction by rule": """
-        SELECT rule AS Rule, count() AS Hits,
+        SELECT {rule_label} AS Rule, count() AS Hits,
                if(rule IN ({yes_no}), '', toString(round(quantileExact(0.5)(value), 1))) AS "Median value",
-               if(rule IN ({yes_no}), '', toString(any(threshold))) AS Threshold
-        FROM {db}.friction_events FINAL GROUP BY Rule ORDER BY Hits DESC, Rule""",
+               {rule_limit} AS "Limit"
+        FROM {db}.friction_events FINAL GROUP BY rule ORDER BY Hits DESC, Rule""",
 }
 
 
@@ -168,7 +168,7 @@ def feed_over_hl7(pipeline: LocalPipeline, lines: Sequence[bytes], chunks: int =
 def run(args: argparse.Namespace) -> int:
     from dashboards.query import data_time_range
     from dashboards.report import render_report
-    from journey.friction import load_rules
+    from dashboards.rules import RULE_LABEL, RULE_LIMIT, YES_NO_RULES
     from runtime.logs import configure_logging
     from schemas.eventfile import read_event_lines
     from simulator import simulate
@@ -204,9 +204,9 @@ def run(args: argparse.Namespace) -> int:
         print(f"      {counts.valid} valid events, {counts.dead_lettered} dead-lettered, "
               f"{int(pipeline.worker_metrics().get('journeys_duplicates_total', 0))} duplicates ignored", flush=True)
         print("[4/4] friction summary", flush=True)
-        yes_no = ", ".join(f"'{rule.name}'" for rule in load_rules() if rule.op == "is_true") or "''"
         for title, sql in SUMMARY_QUERIES.items():
-            result = client.query(sql.format(db=db, yes_no=yes_no))
+            result = client.query(sql.format(db=db, yes_no=YES_NO_RULES, rule_label=RULE_LABEL,
+                                             rule_limit=f"any({RULE_LIMIT})"))
             print_table(title, list(result.column_names), result.result_rows)
         print_loyalty(client, settings.clickhouse_database)
         time_from, time_to = data_time_range(client, settings.clickhouse_database)

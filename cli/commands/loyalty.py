@@ -99,8 +99,10 @@ def render(findings: list[dict[str, Any]], headline: str) -> str:
     <BLANKLINE>
     friction rule | with it | without | lapsed with | lapsed without | relative risk | 95% interval | patients lost (95%)
     --------------+---------+---------+-------------+----------------+---------------+--------------+--------------------
-    any_friction  |     120 |     300 |       10.0% |           5.0% |          2.00 |  1.20 - 3.30 |    6.0 (2.0 - 8.4)
+    any_friction  |     120 |     300 |       10.0% |           5.0% |          2.00 |  1.20 - 3.30 |     6.0 (2.0 - 8.4)
     """
+    if not findings:
+        return headline + "\n"
     header = ("friction rule", "with it", "without", "lapsed with", "lapsed without", "relative risk",
               "95% interval", "patients lost (95%)")
     lines = []
@@ -114,7 +116,7 @@ def render(findings: list[dict[str, Any]], headline: str) -> str:
             f"{row['patients_lost']:.1f} ({max(row['patients_lost_low'], 0.0):.1f} - {row['patients_lost_high']:.1f})"
             if enough else "-",
         ))
-    widths = [max(len(header[i]), *(len(line[i]) for line in lines)) for i in range(len(header))]
+    widths = [max([len(header[i]), *(len(line[i]) for line in lines)]) for i in range(len(header))]
 
     def joined(cells: tuple[str, ...]) -> str:
         return " | ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(cells, widths))).rstrip()
@@ -146,8 +148,6 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         for row in findings:
             sys.stdout.write(orjson.dumps({name: row[name] for name in JSON_FIELDS}).decode() + "\n")
-    elif not findings:
-        print("No decided completed visits in this range yet: nothing to compare.")
     else:
         sys.stdout.write(render(findings, headline))
     return 0
