@@ -6,10 +6,11 @@
    the offline journey pipeline and writes it with the sink's RowWriter (every version,
    reschedules and tombstones: the real writer path, placement included);
 2. scales it inside ClickHouse to each size (``INSERT ... SELECT`` from the week's FINAL
-   rows times ``numbers()``): copy ``n`` is week ``n % weeks`` back in time at site group
-   ``n // weeks``, so a bigger data set is a longer history of the same health system
-   (about 64,000 journeys a week over 27 groups of 3 sites; 1 M is 4 months, 10 M three
-   years, with month partitions of the same size); keys
+   rows times ``numbers()``): copy ``n`` is ``n % weeks`` periods back in time (a period:
+   the days the week's appointments span in UTC, 8) at site group ``n // weeks``, so a
+   bigger data set is a longer history of the same health system (about 64,000 journeys
+   a period over 27 groups of 3 sites; 1 M is 4 months, 10 M about three years, with
+   month partitions of the same size); keys
    stay realistic (appointment ids ``SITE-serial``, rising with time within a site),
    patients return within a quarter;
 3. runs every panel of every dashboard (the SQL Grafana sends, ``dashboards.query``, with
@@ -119,10 +120,10 @@ def shape_for(target: int, week_journeys: int) -> Shape:
     return Shape(weeks=max(1, math.ceil(target / (week_journeys * groups))), groups=groups)
 
 
-def _column_sql(name: str, type_text: str) -> str:
-    """The copy's value of one column (``c.week``, ``c.grp``: the copy's week back and site group)."""
+def _column_sql(name: str, type_text: str, period_days: int) -> str:
+    """The copy's value of one column (``c.week``, ``c.grp``: the copy's period back and site group)."""
     if type_text.startswith(("DateTime", "Nullable(DateTime")):
-        return f"{name} - toIntervalDay(7 * c.week)"
+        return f"{name} - toIntervalDay({period_days} * c.week)"
     if name == "appointment_id":
         # SITE-00000123 -> SITE-<group><week><serial>: unique per copy, rising with time within a site.
         return (f"concat(splitByChar('-', {name})[1], '-', toString(c.grp), '-',"
@@ -148,11 +149,16 @@ def scale(
     weeks could put them in other months than each other.
     """
     migrate(client, target, directory=migrations)
+    # Copies are this many days apart: the week's appointments span a little more than 7
+    # days in UTC, and copies closer than their span would share site_hourly buckets.
+    (period_days,) = client.query(
+        f"SELECT dateDiff('day', min(scheduled_start), max(scheduled_start)) + 1"
+        f" FROM {source}.appointment_journeys FINAL").result_rows[0]
     for table in tables:
         columns = client.query(
             "SELECT name, type FROM system.columns WHERE database = {db:String} AND table = {t:String}"
             " ORDER BY position", parameters={"db": target, "t": table}).result_rows
-        select = ", ".join(_column_sql(str(name), str(kind)) for name, kind in columns)
+        select = ", ".join(_column_sql(str(name), str(kind), int(period_days)) for name, kind in columns)
         if table == "patient_journeys":
             # One patient population per site group and quarter (the key's suffix): a copy
             # per week would only repeat each patient 13 times.
@@ -162,7 +168,10 @@ def scale(
         else:
             copies = (f"SELECT number AS n, number % {shape.weeks} AS week, intDiv(number, {shape.weeks}) AS grp"
                       f" FROM numbers({shape.copies})")
-        sql = f"INSERT INTO {target}.{table} SELECT {select} FROM {source}.{table} AS s FINAL CROSS JOIN ({copies}) AS c"
+        # Buckets emptied by reschedules lie outside the week's span: copied, they would
+        # replace another copy's bucket of that hour.
+        only = " WHERE s.appointments > 0" if table == "site_hourly" else ""
+        sql = f"INSERT INTO {target}.{table} SELECT {select} FROM {source}.{table} AS s FINAL CROSS JOIN ({copies}) AS c{only}"
         client.command(sql, settings={"max_insert_threads": 2, "max_partitions_per_insert_block": 10_000})
     # The writer's index of where each key is, filled as migration 0005 fills it from existing rows.
     filled = [statement for m in discover(migrations) if m.name == "partition_by_month"
@@ -217,6 +226,22 @@ PROPOSED_PANELS = {
 }
 
 
+# A panel that would read the per-site per-hour rollup (SPEC section 4: site_hourly), for
+# the operations dashboard; the provider filter does not apply to it (no provider column).
+SITE_HOURLY_TITLE = "Scheduled, arrived and completed per hour"
+SITE_HOURLY_SQL = """SELECT $__timeInterval(hour) AS time,
+       sum(appointments) AS "Scheduled",
+       sum(arrivals) AS "Arrived",
+       sum(completed) AS "Completed"
+FROM site_hourly FINAL
+WHERE $__timeFilter(hour) AND $__conditionalAll(site_id IN (${site:singlequote}), $site) \
+AND $__conditionalAll(department IN (${department:singlequote}), $department)
+GROUP BY time
+ORDER BY time"""
+SITE_HOURLY_PANEL: dict[str, Any] = {"title": SITE_HOURLY_TITLE, "interval": "1h", "gridPos": {"w": 24},
+                                     "targets": [{"rawSql": SITE_HOURLY_SQL}]}
+
+
 def proposed(sql: str, replacements: Sequence[tuple[str, str]]) -> str:
     for old, new in replacements:
         if old not in sql:
@@ -250,6 +275,11 @@ def time_panels(client: Client, database: str, runs: int) -> dict[str, float]:
                              selections[uid][:2])
                 found[f"{kind}{uid} / $provider variable"] = best_ms(
                     lambda sql=sql: client.query(sql, settings=PANEL_SETTINGS), runs)
+            if uid == "journeys-operations":
+                for label, window in (("24h", span.day), ("90d", span.quarter)):
+                    sql = panel_sql(SITE_HOURLY_PANEL, window, selections[uid])
+                    found[f"proposed: {uid} / {SITE_HOURLY_TITLE} ({label})"] = best_ms(
+                        lambda sql=sql: client.query(sql, settings=PANEL_SETTINGS), runs)
         for label, window in (("24h", span.day), ("90d", span.quarter)):
             sql = panel_sql(panel, window, selections[uid])
             found[f"{uid} / {panel['title']} ({label})"] = best_ms(

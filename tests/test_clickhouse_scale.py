@@ -11,6 +11,7 @@ before 0005), scaled the same way. Times are the benchmark's business, not this 
 
 from __future__ import annotations
 
+import datetime as dt
 import math
 from collections.abc import Iterator
 from datetime import timedelta
@@ -22,6 +23,7 @@ import yaml
 
 from bench.clickhouse_scale import (
     PROPOSED_PANELS,
+    SITE_HOURLY_PANEL,
     Shape,
     panels,
     proposed,
@@ -169,6 +171,26 @@ def test_the_proposed_sql_answers_as_the_panels_do(client: Client, data_sets: tu
                 assert rows, panel["title"]
                 assert client.query(proposed(sql, PROPOSED_PANELS[panel["title"]]),
                                     settings=PANEL_SETTINGS).result_rows == rows
+
+
+def test_the_proposed_site_hourly_panel_counts_the_journeys(client: Client, data_sets: tuple[str, str, str]) -> None:
+    """site_hourly, kept by the writer bucket by bucket, answers what the journeys say: over
+    the whole data set, as many scheduled, arrived and completed appointments."""
+    now, _, week = data_sets
+    for database in (now, week):
+        client.database = database
+        first, last = client.query(
+            "SELECT toStartOfHour(min(scheduled_start)), toStartOfHour(max(scheduled_start))"
+            " FROM appointment_journeys FINAL").result_rows[0]
+        window = TimeRange(first.replace(tzinfo=dt.UTC), last.replace(tzinfo=dt.UTC))
+        selections = all_selections(client, window, next(d for uid, d, _ in panels() if uid == "journeys-operations"))
+        rollup = client.query(panel_sql(SITE_HOURLY_PANEL, window, selections), settings=PANEL_SETTINGS).result_rows
+        direct = client.query(
+            "SELECT count(), countIf(arrived_at IS NOT NULL OR patient_joined_at IS NOT NULL),"
+            " countIf(status = 'completed') FROM appointment_journeys FINAL WHERE scheduled_start IS NOT NULL"
+        ).result_rows[0]
+        assert len(rollup) > 10 and direct[0] > 2000
+        assert tuple(sum(row[i] for row in rollup) for i in (1, 2, 3)) == tuple(direct), database
 
 
 def test_the_variables_see_no_tombstone(client: Client, data_sets: tuple[str, str, str]) -> None:
