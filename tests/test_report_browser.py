@@ -25,19 +25,19 @@ import shutil
 import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC
 from pathlib import Path
 from typing import Any
 
 import pytest
 from clickhouse_connect.driver.client import Client
 
+from cli.commands.demo import demo_config
 from dashboards.generate import iter_panels, load_generated
 from dashboards.query import data_time_range
 from dashboards.report import REFERENCE_WIDTH, render_report
 from dashboards.screenshots import CHROMIUM_FLAGS, SCREENSHOT_DIR, capture, find_chromium
 from runtime.config import Settings
-from simulator import SimulationConfig, simulate
+from simulator import simulate
 from simulator.world import build_world
 from sinks.migrate import migrate
 from sinks.rows import RowWriter
@@ -50,16 +50,10 @@ pytestmark = pytest.mark.skipif(
     reason="no Chromium to render the report in (apt-get install chromium)",
 )
 
-# 100 days, so the loyalty dashboard has decided 90-day returns; the world stops on a
-# Thursday at 15:40 UTC (10:40 in New York, 07:40 in Seattle): today's clinics are open.
-DAYS = SimulationConfig(
-    seed=11,
-    days=100,
-    sites=3,
-    volume=4,
-    start=dt.date(2026, 1, 1),
-    cutoff=dt.datetime(2026, 4, 9, 15, 40, tzinfo=UTC),
-)
+# What `journeys demo` simulates (the README's pictures are of it): 120 days at two clinics,
+# so the loyalty dashboard has decided returns; the world stops on the last morning
+# (09:50 in New York, 08:50 in Chicago): today's clinics are open.
+DAYS = demo_config()
 PRINT_WIDTH = 1047  # px: the width of an A4 landscape page with 8 mm margins, as the report's @page sets
 
 # Added to a copy of the report (the report has no JavaScript): what the browser laid out.
@@ -177,7 +171,7 @@ def test_report_reads_at_1280_px_and_on_a_printed_page(loaded: Loaded, tmp_path:
             assert sorted(p["title"] for p in measured["panels"]) == titles
             assert problems(measured) == [], f"{report.name} at {width} px"
     html = whole.read_text(encoding="utf-8")
-    assert "America/New_York" in html and "America/Los_Angeles" in html
+    assert "America/New_York" in html and "America/Chicago" in html
     assert "auto-refresh" not in html
 
 
