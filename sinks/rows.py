@@ -29,8 +29,11 @@ Kafka message they came in (keyed on it: a redelivered batch records them once).
 transient error (ClickHouse down, :func:`sinks.faults.classify`) is raised: the
 caller retries the whole batch, which is idempotent.
 
-Order within a batch: data tables first, then the ``site_hourly`` buckets touched by
-``appointment_journeys`` rows are recomputed (a bucket the engine refuses to compute
+Order within a batch: where the batch's keys of the month-partitioned tables are now is
+read from ``row_placements`` and the rows settled (:mod:`sinks.placement`: a key that
+moves month leaves a tombstone behind), then the data tables are written, then
+``row_placements`` records them, then the ``site_hourly`` buckets touched by
+``appointment_journeys`` rows (where they are and where they were) are recomputed (a bucket the engine refuses to compute
 is skipped and logged), then the rejected rows, then ``pipeline_markers`` rows last, so
 that a marker is only visible once everything sent before it (and the aggregates
 derived from it) is in ClickHouse or in ``rejected_rows``.
