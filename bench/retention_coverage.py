@@ -28,23 +28,11 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from dashboards.retention import ANY_FRICTION, findings_sql  # noqa: E402
+from dashboards.retention import ANY_FRICTION, SINCE_EVER, findings_sql  # noqa: E402
 from simulator import SimulationConfig  # noqa: E402
 from simulator.run import simulate_days  # noqa: E402
 from simulator.truth import TruthRules  # noqa: E402
-
-# The columns of patient_visits and appointment_journeys the retention SQL reads.
-TABLES = (
-    """CREATE TABLE {db}.patient_visits (
-        patient_key String, appointment_id String, version UInt64, site_id String, department String,
-        provider_id Nullable(String), visit_at DateTime64(3, 'UTC'), had_friction UInt8,
-        friction_rules Array(String)
-    ) ENGINE = ReplacingMergeTree(version) ORDER BY (patient_key, appointment_id)""",
-    """CREATE TABLE {db}.appointment_journeys (
-        appointment_id String, version UInt64, visit_type String, status String,
-        scheduled_start DateTime64(3, 'UTC')
-    ) ENGINE = ReplacingMergeTree(version) ORDER BY appointment_id""",
-)
+from sinks.migrate import migrate  # noqa: E402
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,11 +72,12 @@ def visit_rows(config: SimulationConfig) -> tuple[list[list[Any]], list[list[Any
 
 
 def estimate(client: Any, database: str, seed: int, config: SimulationConfig) -> Estimate:
-    """The 'any friction' finding of one seed, from the dashboards' SQL."""
-    client.command(f"DROP DATABASE IF EXISTS {database}")
-    client.command(f"CREATE DATABASE {database}")
-    for table in TABLES:
-        client.command(table.format(db=database))
+    """The 'any friction' finding of one seed, from the dashboards' SQL, on the migrated
+    schema (created on first use, emptied for each seed)."""
+    if not client.command("EXISTS DATABASE {db:Identifier}", parameters={"db": database}):
+        migrate(client, database)
+    for table in ("patient_visits", "appointment_journeys"):
+        client.command(f"TRUNCATE TABLE {database}.{table}")
     visits, journeys = visit_rows(config)
     client.insert(f"{database}.patient_visits", visits, column_names=[
         "patient_key", "appointment_id", "version", "site_id", "department", "provider_id", "visit_at",
@@ -96,8 +85,7 @@ def estimate(client: Any, database: str, seed: int, config: SimulationConfig) ->
     client.insert(f"{database}.appointment_journeys", journeys, column_names=[
         "appointment_id", "version", "visit_type", "status", "scheduled_start"])
     client.database = database
-    since = "toDateTime64('1970-01-01', 3, 'UTC')"
-    result = client.query(findings_sql("1", since))
+    result = client.query(findings_sql("1", SINCE_EVER))
     for row in result.named_results():
         if row["rule"] == ANY_FRICTION:
             return Estimate(seed, row["exposed_visits"], row["relative_risk"], row["ci_low"], row["ci_high"])

@@ -45,6 +45,7 @@ RETURN_GAP_MS = 12 * 3_600_000  # a return starts at least this long after the v
 KAPLAN_MEIER_DAYS = (7, 14, 21, 28, 35, 42, 49, 56, 63, 70, 77, 84, 91)
 Z_95 = 1.959963984540054  # the standard normal's 97.5% quantile
 MIN_EXPOSED_DECIDED = 10  # fewer decided exposed visits than this: "not enough history"
+SINCE_EVER = "toDateTime64('1900-01-01', 3, 'UTC')"  # ``since`` for all the data: DateTime64's first day
 
 
 class ReturnWindows(BaseModel):

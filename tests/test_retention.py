@@ -22,6 +22,7 @@ from bench.retention_coverage import estimate, run, season
 from dashboards.retention import (
     ANY_FRICTION,
     KAPLAN_MEIER_DAYS,
+    SINCE_EVER,
     findings_sql,
     headline_sql,
     kaplan_meier_sql,
@@ -31,7 +32,7 @@ from dashboards.retention import (
 from simulator import SimulationConfig
 from sinks.client import connect
 
-SINCE = "toDateTime64('1970-01-01', 3, 'UTC')"
+SINCE = SINCE_EVER
 
 
 @pytest.fixture(scope="module")

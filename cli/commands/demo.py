@@ -104,16 +104,14 @@ def print_table(title: str, columns: list[str], rows: Sequence[Sequence[Any]]) -
 
 def print_loyalty(client: Any, database: str) -> None:
     """What friction costs in patients who do not come back (``journeys loyalty``'s table)."""
-    from cli.commands.loyalty import render
+    from cli.commands.loyalty import findings, render
     from dashboards.query import default_database
-    from dashboards.retention import findings_sql, headline_sql
+    from dashboards.retention import SINCE_EVER
 
-    everything = ("1", "toDateTime64('1900-01-01', 3, 'UTC')")
     with default_database(client, database):
-        findings = list(client.query(findings_sql(*everything)).named_results())
-        headline = client.query(headline_sql(*everything)).result_rows[0][0]
+        found, headline = findings(lambda sql: list(client.query(sql).named_results()), "1", SINCE_EVER)
     print("\nDoes friction cost us patients? (journeys loyalty)")
-    print("  " + render(findings, headline).replace("\n", "\n  ").rstrip())
+    print("  " + render(found, headline).replace("\n", "\n  ").rstrip())
 
 
 def feed_over_hl7(pipeline: LocalPipeline, lines: Sequence[bytes], chunks: int = 12) -> FeedCounts:

@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import sys
+from collections.abc import Callable
 from typing import Any
 
 import orjson
@@ -65,8 +66,10 @@ def _sql_instant(moment: dt.datetime) -> str:
 
 def _index(args: argparse.Namespace) -> tuple[str, str]:
     """The SQL condition on the measured visits, and where returns are looked for from."""
+    from dashboards.retention import SINCE_EVER
+
     conditions = ["1"]
-    since = "toDateTime64('1900-01-01', 3, 'UTC')"
+    since = SINCE_EVER
     if args.start is not None:
         since = _sql_instant(args.start)
         conditions.append(f"visit_at >= {since}")
@@ -80,6 +83,14 @@ def _index(args: argparse.Namespace) -> tuple[str, str]:
 
 def _rows(query: Any, sql: str) -> list[dict[str, Any]]:
     return [orjson.loads(line) for line in query(sql).splitlines() if line.strip()]
+
+
+def findings(rows: Callable[[str], list[dict[str, Any]]], index: str, since: str) -> tuple[list[dict[str, Any]], str]:
+    """The findings per rule and the headline, ``rows`` running each query (``journeys loyalty``,
+    the demo's summary)."""
+    from dashboards.retention import findings_sql, headline_sql
+
+    return rows(findings_sql(index, since)), rows(headline_sql(index, since))[0]["headline"]
 
 
 def _number(value: Any, digits: int, percent: bool = False) -> str:
@@ -126,7 +137,6 @@ def render(findings: list[dict[str, Any]], headline: str) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from dashboards.retention import findings_sql, headline_sql
     from runtime.config import load_settings
     from runtime.logs import configure_logging
     from sinks.queries import read_only_queries
@@ -136,8 +146,7 @@ def run(args: argparse.Namespace) -> int:
     index, since = _index(args)
     try:
         with read_only_queries(settings, "JSONEachRow", via=args.via) as query:
-            findings = _rows(query, findings_sql(index, since))
-            headline = _rows(query, headline_sql(index, since))[0]["headline"]
+            found, headline = findings(lambda sql: _rows(query, sql), index, since)
     except Exception as error:  # a failed query: its message, exit 1 (known faults: one line, exit 2)
         from cli.main import known_fault
 
@@ -146,8 +155,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"journeys loyalty: {error}", file=sys.stderr)
         return 1
     if args.json:
-        for row in findings:
+        for row in found:
             sys.stdout.write(orjson.dumps({name: row[name] for name in JSON_FIELDS}).decode() + "\n")
     else:
-        sys.stdout.write(render(findings, headline))
+        sys.stdout.write(render(found, headline))
     return 0
