@@ -5,7 +5,7 @@ dashboard's panels and ``journeys loyalty`` both run the SQL built here, so Graf
 the report and the command give the same numbers.
 
 - A completed visit is *decided* once its whole return window (by department,
-  :data:`RETURN_WINDOWS`) lies before the data's watermark (its latest visit); it
+  :data:`RETURN_WINDOWS`) lies before the data's watermark (its latest current visit); it
   *lapsed* when no later completed visit of the patient, on a later day (12 hours or
   more after), began within the window. Undecided visits are left out of lapse rates:
   counting early returns but not yet-missing ones would flatter recent visits.
@@ -103,7 +103,7 @@ def visits_sql(index: str, since: str) -> str:
             SELECT appointment_id, visit_type FROM appointment_journeys FINAL
             WHERE status = 'completed' AND scheduled_start >= {since}
         ) AS j ON j.appointment_id = v.appointment_id
-        CROSS JOIN (SELECT toUnixTimestamp64Milli(max(visit_at)) AS watermark_ms FROM patient_visits) AS w
+        CROSS JOIN (SELECT toUnixTimestamp64Milli(max(visit_at)) AS watermark_ms FROM patient_visits FINAL) AS w
         WHERE {index}
     """
 
