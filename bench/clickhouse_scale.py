@@ -213,67 +213,6 @@ def best_ms(run: Any, runs: int) -> float:
     return best
 
 
-# SQL changes the dashboards could take (they are not this module's: see issue 17), timed
-# beside the panels they would replace; tests/test_clickhouse_scale.py checks they answer
-# the same. Each is the current SQL with these replacements.
-PROPOSED_VARIABLE = (("FROM appointment_journeys", "FROM journey_dimensions"),
-                     ("provider_id IS NOT NULL", "provider_id != ''"))
-# A journey's arrival and check-out lie within a day of its scheduled start (the
-# "Arrivals" panel bounds its scan so already): the bound lets FINAL read only the months
-# of the range, where a filter on arrived_at or checked_out_at alone reads them all.
-_NEAR_SCHEDULED = ("scheduled_start >= ($__fromTime) - INTERVAL 1 DAY"
-                   " AND scheduled_start <= ($__toTime) + INTERVAL 1 DAY AND ")
-PROPOSED_PANELS = {
-    "Connection issues by kind": (("FROM events FINAL", "FROM connection_issues FINAL"),
-                                  ("JSONExtractString(fields, 'kind')", "kind"),
-                                  ("JSONExtractString(fields, 'role')", "role"),
-                                  ("event_type = 'connection.issue' AND ", "")),
-    "Arrivals and check-outs": (("WHERE moment IS NOT NULL AND ", "WHERE moment IS NOT NULL AND " + _NEAR_SCHEDULED),),
-    "Cycle time": (("WHERE checked_out_at IS NOT NULL AND ", "WHERE checked_out_at IS NOT NULL AND " + _NEAR_SCHEDULED),),
-}
-
-
-# A panel that would read the per-site per-hour rollup (SPEC section 4: site_hourly), for
-# the operations dashboard; the provider filter does not apply to it (no provider column).
-SITE_HOURLY_TITLE = "Scheduled, arrived and completed per hour"
-SITE_HOURLY_SQL = """SELECT $__timeInterval(hour) AS time,
-       sum(appointments) AS "Scheduled",
-       sum(arrivals) AS "Arrived",
-       sum(completed) AS "Completed"
-FROM site_hourly FINAL
-WHERE $__timeFilter(hour) AND $__conditionalAll(site_id IN (${site:singlequote}), $site) \
-AND $__conditionalAll(department IN (${department:singlequote}), $department)
-GROUP BY time
-ORDER BY time"""
-SITE_HOURLY_PANEL: dict[str, Any] = {"title": SITE_HOURLY_TITLE, "interval": "1h", "gridPos": {"w": 24},
-                                     "targets": [{"rawSql": SITE_HOURLY_SQL}]}
-
-
-def proposed_panel(panel: dict[str, Any]) -> dict[str, Any]:
-    """``panel`` with its proposed SQL (before macro expansion, as the dashboard would hold it)."""
-    raw = panel["targets"][0]["rawSql"]
-    return {**panel, "targets": [{**panel["targets"][0], "rawSql": proposed(raw, PROPOSED_PANELS[panel["title"]])}]}
-
-
-def proposed(sql: str, replacements: Sequence[tuple[str, str]]) -> str:
-    for old, new in replacements:
-        if old not in sql:
-            raise ValueError(f"the SQL no longer has {old!r}: update the proposal")
-        sql = sql.replace(old, new)
-    return sql
-
-
-def proposed_variables(dashboard: dict[str, Any]) -> dict[str, Any]:
-    """``dashboard`` with its query variables reading journey_dimensions (migration 0006)."""
-    variables = []
-    for variable in dashboard.get("templating", {}).get("list", []):
-        if variable.get("type") == "query" and isinstance(variable.get("query"), str):
-            variable = {**variable, "query": proposed(variable["query"], PROPOSED_VARIABLE[:1] + (
-                PROPOSED_VARIABLE[1:] if "provider_id IS NOT NULL" in variable["query"] else ()))}
-        variables.append(variable)
-    return {**dashboard, "templating": {"list": variables}}
-
-
 def time_panels(client: Client, database: str, runs: int) -> dict[str, float]:
     """``dashboard / panel (24h|90d)`` -> best ms, every query variable at "All"; and ``$provider``."""
     client.database = database
@@ -283,24 +222,14 @@ def time_panels(client: Client, database: str, runs: int) -> dict[str, float]:
     for uid, dashboard, panel in panels():
         if uid not in selections:
             selections[uid] = all_selections(client, span.quarter, dashboard)
-            for kind, source in (("", dashboard), ("proposed: ", proposed_variables(dashboard))):
-                sql = expand(variable_queries(source)["provider"], span.quarter, timedelta(minutes=1),
-                             selections[uid][:2])
-                found[f"{kind}{uid} / $provider variable"] = best_ms(
-                    lambda sql=sql: client.query(sql, settings=PANEL_SETTINGS), runs)
-            if uid == "journeys-operations":
-                for label, window in (("24h", span.day), ("90d", span.quarter)):
-                    sql = panel_sql(SITE_HOURLY_PANEL, window, selections[uid])
-                    found[f"proposed: {uid} / {SITE_HOURLY_TITLE} ({label})"] = best_ms(
-                        lambda sql=sql: client.query(sql, settings=PANEL_SETTINGS), runs)
+            sql = expand(variable_queries(dashboard)["provider"], span.quarter, timedelta(minutes=1),
+                         selections[uid][:2])
+            found[f"{uid} / $provider variable"] = best_ms(
+                lambda sql=sql: client.query(sql, settings=PANEL_SETTINGS), runs)
         for label, window in (("24h", span.day), ("90d", span.quarter)):
             sql = panel_sql(panel, window, selections[uid])
             found[f"{uid} / {panel['title']} ({label})"] = best_ms(
                 lambda sql=sql: client.query(sql, settings=PANEL_SETTINGS), runs)
-            if panel["title"] in PROPOSED_PANELS:
-                sql = panel_sql(proposed_panel(panel), window, selections[uid])
-                found[f"proposed: {uid} / {panel['title']} ({label})"] = best_ms(
-                    lambda sql=sql: client.query(sql, settings=PANEL_SETTINGS), runs)
     return found
 
 

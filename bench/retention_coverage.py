@@ -2,7 +2,7 @@
 
 Simulates many seeds with a known causal effect of friction on patients leaving
 (``--effect``, the simulator's ``friction_churn``), puts each seed's completed visits in
-ClickHouse (chdb) as the pipeline would, runs the loyalty dashboard's own SQL
+ClickHouse (chdb) as the per-patient journey writes them, runs the loyalty dashboard's own SQL
 (:func:`dashboards.retention.findings_sql`), and prints how often the 95% interval of the
 relative risk of lapsing after friction covers the effect that was set, and how often
 it excludes 1 (finds an effect)::
@@ -21,6 +21,7 @@ import datetime as dt
 import sys
 import tempfile
 import time
+from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,7 +29,8 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from dashboards.retention import ANY_FRICTION, SINCE_EVER, findings_sql  # noqa: E402
+from dashboards.retention import ANY_FRICTION, findings_sql  # noqa: E402
+from journey.patient import PatientState  # noqa: E402
 from simulator import SimulationConfig  # noqa: E402
 from simulator.run import simulate_days  # noqa: E402
 from simulator.truth import TruthRules  # noqa: E402
@@ -56,19 +58,29 @@ def season(seed: int, effect: float, days: int = 150, sites: int = 1, volume: in
     return SimulationConfig(seed=seed, days=days, sites=sites, volume=volume, friction_churn=effect)
 
 
-def visit_rows(config: SimulationConfig) -> tuple[list[list[Any]], list[list[Any]]]:
-    """The completed visits of ``config`` as patient_visits and appointment_journeys rows."""
-    visits, journeys = [], []
+def visit_rows(config: SimulationConfig) -> list[dict[str, Any]]:
+    """The completed visits of ``config`` as the per-patient journey writes them to
+    patient_visits (its return included), from the simulator's truth."""
+    patients: dict[str, PatientState] = defaultdict(PatientState)
+    watermark = 0
     for day in simulate_days(config, TruthRules()):
         for record in day.settled:
             if record.status != "completed":
                 continue
-            at = dt.datetime.fromtimestamp(record.scheduled_start_ms / 1000, dt.UTC)
-            rules = sorted({hit.rule for hit in record.friction})
-            visits.append([record.patient_id, record.appointment_id, 1, record.site_id, record.department,
-                           record.provider_id, at, int(bool(rules)), rules])
-            journeys.append([record.appointment_id, 1, record.visit_type, "completed", at])
-    return visits, journeys
+            watermark = max(watermark, record.scheduled_start_ms)
+            patients[record.patient_id].update({
+                "appointment_id": record.appointment_id, "version": 1, "patient_key": record.patient_id,
+                "status": "completed", "scheduled_start": record.scheduled_start_ms,
+                "friction_rules": sorted({hit.rule for hit in record.friction}), "site_id": record.site_id,
+                "department": record.department, "provider_id": record.provider_id,
+                "visit_type": record.visit_type,
+            })
+    rows = []
+    for patient_key, state in patients.items():
+        emission, _ = state.evaluate(patient_key, watermark)
+        assert emission is not None
+        rows.extend(emission.bundle["patient_visits"])
+    return rows
 
 
 def estimate(client: Any, database: str, seed: int, config: SimulationConfig) -> Estimate:
@@ -76,16 +88,15 @@ def estimate(client: Any, database: str, seed: int, config: SimulationConfig) ->
     schema (created on first use, emptied for each seed)."""
     if not client.command("EXISTS DATABASE {db:Identifier}", parameters={"db": database}):
         migrate(client, database)
-    for table in ("patient_visits", "appointment_journeys"):
-        client.command(f"TRUNCATE TABLE {database}.{table}")
-    visits, journeys = visit_rows(config)
-    client.insert(f"{database}.patient_visits", visits, column_names=[
-        "patient_key", "appointment_id", "version", "site_id", "department", "provider_id", "visit_at",
-        "had_friction", "friction_rules"])
-    client.insert(f"{database}.appointment_journeys", journeys, column_names=[
-        "appointment_id", "version", "visit_type", "status", "scheduled_start"])
+    client.command(f"TRUNCATE TABLE {database}.patient_visits")
+    visits = visit_rows(config)
+    columns = list(visits[0])
+    client.insert(f"{database}.patient_visits", [
+        [dt.datetime.fromtimestamp(row[c] / 1000, dt.UTC) if c == "visit_at" else row[c] for c in columns]
+        for row in visits
+    ], column_names=columns)
     client.database = database
-    result = client.query(findings_sql("1", SINCE_EVER))
+    result = client.query(findings_sql("1"))
     for row in result.named_results():
         if row["rule"] == ANY_FRICTION:
             return Estimate(seed, row["exposed_visits"], row["relative_risk"], row["ci_low"], row["ci_high"])

@@ -38,7 +38,6 @@ UID = "journeys-loyalty"
 
 # The visits whose outcome the panels measure: completed in the range, at the selection.
 INDEX = f"$__timeFilter(visit_at) AND {FILTERS}"
-SINCE = "($__fromTime)"
 # Patients with an appointment in the range and filters (patient_journeys has no site).
 PATIENTS_IN_SCOPE = (
     "patient_key IN (SELECT patient_key FROM appointment_journeys FINAL"
@@ -55,7 +54,7 @@ RISK = (
     f"Blank when fewer than {MIN_EXPOSED_DECIDED} exposed visits are decided or no visit lapsed."
 )
 LOST = "Patients lost = lapses after the friction x (1 - 1/relative risk): the lapses it explains."
-FINDINGS = findings_sql(INDEX, SINCE)
+FINDINGS = findings_sql(INDEX)
 FINDING_COLUMNS = """
     round(lapse_rate_exposed, 3) AS "Lapse rate with it",
     round(lapse_rate_unexposed, 3) AS "Lapse rate without friction",
@@ -88,7 +87,7 @@ def build() -> dashboard.Dashboard:
                 "What friction costs",
                 f"The friction rule that explains the most lost patients among those with a clear effect (95% "
                 f"interval above 1), in plain words. {LAPSE} {RISK}",
-                sql(headline_sql(INDEX, SINCE, column="Finding")),
+                sql(headline_sql(INDEX, column="Finding")),
                 width=24,
                 height=3,
             )
@@ -171,7 +170,7 @@ def build() -> dashboard.Dashboard:
                     SELECT site_id AS Site, exposed_visits AS "Visits with friction",
                            unexposed_visits AS "Clean visits",
                            {FINDING_COLUMNS}
-                    FROM ({findings_sql(INDEX, SINCE, by_site=True)})
+                    FROM ({findings_sql(INDEX, by_site=True)})
                 """),
                 units=RATE_UNITS,
                 width=14,
@@ -187,7 +186,7 @@ def build() -> dashboard.Dashboard:
                     SELECT toString(days) AS "Days after the visit",
                            maxIf(returned, group = 'after friction') AS "After friction",
                            maxIf(returned, group = 'no friction') AS "No friction"
-                    FROM ({kaplan_meier_sql(INDEX, SINCE)})
+                    FROM ({kaplan_meier_sql(INDEX)})
                     GROUP BY days
                     ORDER BY days
                 """),

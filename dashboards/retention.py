@@ -20,11 +20,10 @@ the report and the command give the same numbers.
 - Time to return: Kaplan-Meier curves of days to the next completed visit, censored
   at the watermark, for visits with friction and without.
 
-The SQL takes two placeholders: ``{index}`` (a condition on the visits whose outcome is
-measured, e.g. the dashboard's time range and variables) and ``{since}`` (an instant no
-later than the range start: returns are looked for from there on).
+The SQL takes one placeholder, ``{index}``: a condition on the visits whose outcome is
+measured, e.g. the dashboard's time range and variables.
 
->>> sql = findings_sql("site_id = 'a'", "toDateTime64('2026-01-01', 3, 'UTC')")
+>>> sql = findings_sql("site_id = 'a'")
 >>> "riskratio" not in sql and "relative_risk" in sql
 True
 """
@@ -41,11 +40,12 @@ from journey.friction import Rule, load_rules
 
 WINDOWS_FILE = Path(__file__).with_name("return_windows.yaml")
 ANY_FRICTION = "any_friction"  # the scope of every friction rule together
-RETURN_GAP_MS = 12 * 3_600_000  # a return starts at least this long after the visit: a later day
 KAPLAN_MEIER_DAYS = (7, 14, 21, 28, 35, 42, 49, 56, 63, 70, 77, 84, 91)
 Z_95 = 1.959963984540054  # the standard normal's 97.5% quantile
 MIN_EXPOSED_DECIDED = 10  # fewer decided exposed visits than this: "not enough history"
-SINCE_EVER = "toDateTime64('1900-01-01', 3, 'UTC')"  # ``since`` for all the data: DateTime64's first day
+# The data's watermark: its latest current visit (an outdated version of a visit, e.g. one
+# a reschedule moved, must not move it).
+WATERMARK_SQL = "SELECT toUnixTimestamp64Milli(max(visit_at)) AS watermark_ms FROM patient_visits FINAL"
 
 
 class ReturnWindows(BaseModel):
@@ -72,43 +72,29 @@ def _window_days_sql(windows: ReturnWindows) -> str:
     return f"transform(department, [{names}], [{days}], {windows.default_days})"
 
 
-def visits_sql(index: str, since: str) -> str:
+def visits_sql(index: str) -> str:
     """One row per completed visit matching ``index``: stratum, exposure and outcome.
 
     Columns: ``site_id, department, visit_type, visit_at, had_friction,
     friction_rules, window_days, days_observed, days_to_return`` (NULL: no return yet),
-    ``decided``, ``lapsed``.
+    ``decided``, ``lapsed``. The per-patient journey writes each visit's return
+    (``days_to_return``), so this reads only the visits of ``index``.
     """
     window = _window_days_sql(return_windows())
     return f"""
-        SELECT v.site_id AS site_id, v.department AS department,
-               ifNull(j.visit_type, '') AS visit_type, v.visit_at AS visit_at,
-               v.had_friction AS had_friction, v.friction_rules AS friction_rules,
+        SELECT site_id, department, visit_type, visit_at, had_friction, friction_rules,
                {window} AS window_days,
-               (watermark_ms - toUnixTimestamp64Milli(v.visit_at)) / 86400000 AS days_observed,
-               (v.next_ms - toUnixTimestamp64Milli(v.visit_at)) / 86400000 AS days_to_return,
+               (watermark_ms - toUnixTimestamp64Milli(visit_at)) / 86400000 AS days_observed,
+               days_to_return,
                days_observed >= window_days AS decided,
                decided AND (days_to_return IS NULL OR days_to_return > window_days) AS lapsed
-        FROM (
-            SELECT patient_key, appointment_id, site_id, department, provider_id, visit_at,
-                   had_friction, friction_rules,
-                   min(toNullable(toUnixTimestamp64Milli(visit_at))) OVER (
-                       PARTITION BY patient_key ORDER BY toUnixTimestamp64Milli(visit_at)
-                       RANGE BETWEEN {RETURN_GAP_MS} FOLLOWING AND UNBOUNDED FOLLOWING
-                   ) AS next_ms
-            FROM patient_visits FINAL
-            WHERE visit_at >= {since}
-        ) AS v
-        LEFT JOIN (
-            SELECT appointment_id, visit_type FROM appointment_journeys FINAL
-            WHERE status = 'completed' AND scheduled_start >= {since}
-        ) AS j ON j.appointment_id = v.appointment_id
-        CROSS JOIN (SELECT toUnixTimestamp64Milli(max(visit_at)) AS watermark_ms FROM patient_visits FINAL) AS w
+        FROM patient_visits FINAL
+        CROSS JOIN ({WATERMARK_SQL}) AS w
         WHERE {index}
     """
 
 
-def strata_sql(index: str, since: str, by_site: bool = False) -> str:
+def strata_sql(index: str, by_site: bool = False) -> str:
     """Per scope (a friction rule, or ``any friction``) and stratum: the 2x2 counts.
 
     ``a``/``n1``: lapses/decided visits exposed; ``c``/``n0``: the same for clean visits.
@@ -121,7 +107,7 @@ def strata_sql(index: str, since: str, by_site: bool = False) -> str:
         else f"if(had_friction = 1, arrayConcat(['{ANY_FRICTION}'], friction_rules), all_rules)"
     )
     return f"""
-        WITH visits AS ({visits_sql(index, since)})
+        WITH visits AS ({visits_sql(index)})
         SELECT {site}scope, department, visit_type,
                countIf(exposed AND lapsed) AS a, countIf(exposed) AS n1,
                countIf(NOT exposed AND lapsed) AS c, countIf(NOT exposed) AS n0
@@ -138,7 +124,7 @@ def strata_sql(index: str, since: str, by_site: bool = False) -> str:
     """
 
 
-def findings_sql(index: str, since: str, by_site: bool = False) -> str:
+def findings_sql(index: str, by_site: bool = False) -> str:
     """The findings per scope: visits, lapse rates, relative risk with its 95% CI, patients lost.
 
     Columns: ``[site_id,] rule, exposed_visits, unexposed_visits, exposed_lapses,
@@ -164,13 +150,13 @@ def findings_sql(index: str, since: str, by_site: bool = False) -> str:
                exposed_lapses * (1 - 1 / relative_risk) AS patients_lost,
                exposed_lapses * (1 - 1 / ci_low) AS patients_lost_low,
                exposed_lapses * (1 - 1 / ci_high) AS patients_lost_high
-        FROM ({strata_sql(index, since, by_site)})
+        FROM ({strata_sql(index, by_site)})
         GROUP BY {site}scope
         ORDER BY enough DESC, rule = '{ANY_FRICTION}' DESC, patients_lost DESC, {site}rule
     """
 
 
-def kaplan_meier_sql(index: str, since: str) -> str:
+def kaplan_meier_sql(index: str) -> str:
     """Share of visits followed by a return within N days (1 - Kaplan-Meier survival).
 
     Per visit: the days to its return, or censored at the watermark; at each day mark
@@ -180,7 +166,7 @@ def kaplan_meier_sql(index: str, since: str) -> str:
     """
     marks = ", ".join(str(day) for day in KAPLAN_MEIER_DAYS)
     return f"""
-        WITH visits AS ({visits_sql(index, since)}),
+        WITH visits AS ({visits_sql(index)}),
         exits AS (
             SELECT group, day, returns, sum(returns + censored) OVER (
                        PARTITION BY group ORDER BY day DESC ROWS UNBOUNDED PRECEDING
@@ -227,7 +213,7 @@ PHRASES = {
 }
 
 
-def headline_sql(index: str, since: str, rules: tuple[Rule, ...] | None = None, column: str = "headline") -> str:
+def headline_sql(index: str, rules: tuple[Rule, ...] | None = None, column: str = "headline") -> str:
     """One plain-language sentence: the friction that costs the most patients, with its
     interval; or that no friction shows a clear effect; or that history is too short.
     One row, one column named ``column``."""
@@ -248,5 +234,5 @@ def headline_sql(index: str, since: str, rules: tuple[Rule, ...] | None = None, 
             || '-' || toString(round(argMaxIf(ci_high, patients_lost, enough AND ci_low > 1 AND rule != '{ANY_FRICTION}'), 1))
             || ') as likely not to come back.'
         ) AS "{column}"
-        FROM ({findings_sql(index, since)})
+        FROM ({findings_sql(index)})
     """

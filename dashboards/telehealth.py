@@ -205,13 +205,13 @@ def build() -> dashboard.Dashboard:
             bar_panel(
                 "Connection issues by kind",
                 "`connection.issue` events in the range by kind (audio, video, network) and by the role "
-                "that reported them, from the raw events.",
+                "that reported them, from the raw events (their copy in `connection_issues`).",
                 sql("""
-                    SELECT JSONExtractString(fields, 'kind') AS Kind,
-                           countIf(JSONExtractString(fields, 'role') = 'patient') AS Patient,
-                           countIf(JSONExtractString(fields, 'role') = 'provider') AS Provider
-                    FROM events FINAL
-                    WHERE event_type = 'connection.issue' AND $__timeFilter(occurred_at) AND {filters}
+                    SELECT kind AS Kind,
+                           countIf(role = 'patient') AS Patient,
+                           countIf(role = 'provider') AS Provider
+                    FROM connection_issues FINAL
+                    WHERE $__timeFilter(occurred_at) AND {filters}
                     GROUP BY Kind
                     ORDER BY Kind
                 """),

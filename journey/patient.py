@@ -15,7 +15,7 @@ settled: both only grow, so later states carry larger versions.
 >>> for appointment, start in (("a1", 0), ("a2", 30 * day)):
 ...     _ = state.update({"appointment_id": appointment, "version": 40, "patient_key": "pk",
 ...         "status": "completed", "scheduled_start": start, "friction_rules": ["lobby_wait"],
-...         "site_id": "s1", "department": "cardiology", "provider_id": "dr1"})
+...         "site_id": "s1", "department": "cardiology", "provider_id": "dr1", "visit_type": "follow_up"})
 >>> emission, _ = state.evaluate("pk", watermark_ms=200 * day)
 >>> summary = emission.bundle["patient_journeys"][0]
 >>> summary["visits_completed"], summary["days_since_previous_completed_visit"]
@@ -26,7 +26,7 @@ settled: both only grow, so later states carry larger versions.
 
 from __future__ import annotations
 
-from bisect import bisect_right
+from bisect import bisect_left, bisect_right
 from dataclasses import dataclass
 from typing import Any
 
@@ -37,10 +37,14 @@ from schemas.tables import tombstone
 from schemas.timestamps import DAY_MS
 
 RETURN_WINDOW_MS = 90 * DAY_MS
+# A return (retention, ``journey/METRICS.md``) starts at least this long after the visit:
+# a later day, not a second visit of the same day.
+RETURN_GAP_MS = 12 * 3_600_000
 _DECIDED_LIMIT = 4095
 
-# Positions in a stored appointment record.
-VERSION, STATUS, START, RULES, SITE, DEPARTMENT, PROVIDER = range(7)
+# Positions in a stored appointment record. Records stored before the visit type was kept
+# have seven fields; their visit type reads as unknown ("") until the appointment changes.
+VERSION, STATUS, START, RULES, SITE, DEPARTMENT, PROVIDER, VISIT_TYPE = range(8)
 
 
 @dataclass(slots=True)
@@ -72,9 +76,10 @@ class PatientState:
         known = self.appointments.get(update["appointment_id"])
         if known is not None and known[VERSION] >= update["version"]:
             return False
+        # ``visit_type`` is absent from updates a worker of before it was kept still had in flight.
         self.appointments[update["appointment_id"]] = [
             update["version"], update["status"], update["scheduled_start"], update["friction_rules"],
-            update["site_id"], update["department"], update["provider_id"],
+            update["site_id"], update["department"], update["provider_id"], update.get("visit_type") or "",
         ]
         return True
 
@@ -93,6 +98,8 @@ class PatientState:
             # Visits at the same instant are not returns; look for the first strictly later one.
             after = bisect_right(starts, start)
             later = starts[after] if after < len(starts) else None
+            back = bisect_left(starts, start + RETURN_GAP_MS, lo=after)
+            returned_at = starts[back] if back < len(starts) else None
             if later is not None and later - start <= RETURN_WINDOW_MS:
                 returned: int | None = 1
             elif watermark_ms >= start + RETURN_WINDOW_MS:
@@ -111,11 +118,13 @@ class PatientState:
                 "site_id": record[SITE],
                 "department": record[DEPARTMENT],
                 "provider_id": record[PROVIDER],
+                "visit_type": record[VISIT_TYPE] if len(record) > VISIT_TYPE else "",
                 "visit_at": start,
                 "had_friction": int(bool(record[RULES])),
                 "friction_rules": record[RULES],
                 "returned_within_90d": returned,
                 "days_to_next_visit": (later - start) / DAY_MS if later is not None else None,
+                "days_to_return": (returned_at - start) / DAY_MS if returned_at is not None else None,
             })
         version = 4096 * sum(r[VERSION] for r in self.appointments.values()) + min(decided_by_watermark, _DECIDED_LIMIT)
         deadlines = tuple(row["visit_at"] + RETURN_WINDOW_MS for row in visit_rows if row["returned_within_90d"] is None)

@@ -168,6 +168,7 @@ class JourneyState:
             "site_id": row["site_id"],
             "department": row["department"],
             "provider_id": row["provider_id"],
+            "visit_type": row["visit_type"],
         }
         return Emission(version, bundle, patient_update), view.deadlines
 

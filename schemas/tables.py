@@ -265,11 +265,13 @@ TABLES: dict[str, Table] = {table.name: table for table in (
             ("site_id", ""),
             ("department", ""),
             ("provider_id", None),
+            ("visit_type", ""),
             ("visit_at", 0),
             ("had_friction", 0),
             ("friction_rules", ()),
             ("returned_within_90d", None),
             ("days_to_next_visit", None),
+            ("days_to_return", None),
         ),
     ),
     Table(

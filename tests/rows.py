@@ -292,11 +292,13 @@ def patient_visit_row(appointment_id: str = "A-1", version: int = 1, **overrides
             "site_id": "north",
             "department": "cardiology",
             "provider_id": "dr-7",
+            "visit_type": "follow_up",
             "visit_at": T0,
             "had_friction": 1,
             "friction_rules": ["lobby_wait", "provider_start_delay"],
             "returned_within_90d": None,
             "days_to_next_visit": None,
+            "days_to_return": None,
         },
         overrides,
     )

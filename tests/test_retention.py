@@ -22,7 +22,6 @@ from bench.retention_coverage import estimate, run, season
 from dashboards.retention import (
     ANY_FRICTION,
     KAPLAN_MEIER_DAYS,
-    SINCE_EVER,
     findings_sql,
     headline_sql,
     kaplan_meier_sql,
@@ -31,8 +30,6 @@ from dashboards.retention import (
 )
 from simulator import SimulationConfig
 from sinks.client import connect
-
-SINCE = SINCE_EVER
 
 
 @pytest.fixture(scope="module")
@@ -50,7 +47,7 @@ def database(client: Any) -> Iterator[str]:
 
 
 def _findings(client: Any) -> dict[str, dict[str, Any]]:
-    return {row["rule"]: row for row in client.query(findings_sql("1", SINCE)).named_results()}
+    return {row["rule"]: row for row in client.query(findings_sql("1")).named_results()}
 
 
 def test_the_interval_covers_the_effect_that_was_set(client: Any, database: str) -> None:
@@ -74,7 +71,7 @@ def test_a_rules_own_effect_is_recovered_per_rule(client: Any, database: str) ->
     delay = findings["provider_start_delay"]
     assert delay["ci_low"] > 1 and delay["ci_low"] <= 3.0 <= delay["ci_high"]
     # The other rules cost nobody on their own; the headline names the one that does.
-    headline = client.query(headline_sql("1", SINCE)).result_rows[0][0]
+    headline = client.query(headline_sql("1")).result_rows[0][0]
     assert headline.startswith("Patients who saw their provider start over 15 minutes late were ")
     assert "x (" in headline and headline.endswith("as likely not to come back.")
 
@@ -84,15 +81,15 @@ def test_estimates_agree_with_statsmodels(client: Any, database: str) -> None:
     from statsmodels.stats.contingency_tables import StratifiedTable
 
     estimate(client, database, 5, season(5, 1.5))
-    strata = [row for row in client.query(strata_sql("1", SINCE)).named_results() if row["scope"] == ANY_FRICTION]
+    strata = [row for row in client.query(strata_sql("1")).named_results() if row["scope"] == ANY_FRICTION]
     tables = [[[s["a"], s["n1"] - s["a"]], [s["c"], s["n0"] - s["c"]]] for s in strata if s["n1"] and s["n0"]]
     reference = StratifiedTable(tables)
     ours = _findings(client)[ANY_FRICTION]
     assert ours["relative_risk"] == pytest.approx(reference.riskratio_pooled, rel=1e-9)
     assert ours["exposed_visits"] == sum(s["n1"] for s in strata)
 
-    visits = list(client.query(visits_sql("1", SINCE)).named_results())
-    curves = {(row["days"], row["group"]): row["returned"] for row in client.query(kaplan_meier_sql("1", SINCE)).named_results()}
+    visits = list(client.query(visits_sql("1")).named_results())
+    curves = {(row["days"], row["group"]): row["returned"] for row in client.query(kaplan_meier_sql("1")).named_results()}
     for group, friction in (("after friction", 1), ("no friction", 0)):
         mine = [v for v in visits if v["had_friction"] == friction]
         times = [math.floor(v["days_to_return"] if v["days_to_return"] is not None else v["days_observed"]) for v in mine]
@@ -107,10 +104,10 @@ def test_estimates_agree_with_statsmodels(client: Any, database: str) -> None:
 def test_too_little_history_says_so(client: Any, database: str) -> None:
     estimate(client, database, 1, SimulationConfig(seed=1, days=40, sites=1, volume=4))
     # Forty days: patients came back (the curves have data), no 45-90 day window passed.
-    curves = list(client.query(kaplan_meier_sql("1", SINCE)).named_results())
+    curves = list(client.query(kaplan_meier_sql("1")).named_results())
     assert max(row["returned"] for row in curves) > 0.5
     assert _findings(client) == {}  # no visit's window has passed: no comparison at all
-    assert client.query(headline_sql("1", SINCE)).result_rows[0][0].startswith("Not enough history yet")
+    assert client.query(headline_sql("1")).result_rows[0][0].startswith("Not enough history yet")
 
 
 def test_loyalty_command_end_to_end(
@@ -147,3 +144,33 @@ def test_loyalty_command_end_to_end(
         assert capsys.readouterr().out.startswith("Not enough history yet")
     finally:
         client.command(f"DROP DATABASE IF EXISTS {piped}")
+
+
+def test_migration_0007_gives_the_visits_of_before_it_their_return(client: Any, database: str, tmp_path: Any) -> None:
+    """Visits written before 0007 get their visit type (from the journey) and their return
+    (the next completed visit 12 h or more later), each at its own version."""
+    from sinks.migrate import discover, migrate
+
+    before = tmp_path / "migrations"
+    before.mkdir()
+    for migration in discover():
+        if migration.version < 7:
+            (before / migration.path.name).write_text(migration.sql)
+    migrate(client, database, directory=before)
+    client.command(
+        f"INSERT INTO {database}.patient_visits (patient_key, appointment_id, version, is_deleted, site_id,"
+        " department, visit_at) VALUES"
+        " ('p', 'A-1', 3, 0, 'north', 'cardiology', '2026-01-05 09:00:00'),"
+        " ('p', 'A-2', 3, 0, 'north', 'cardiology', '2026-01-05 15:00:00'),"  # the same day: not a return
+        " ('p', 'A-3', 2, 0, 'north', 'cardiology', '2026-01-26 09:00:00'),"
+        " ('p', 'A-3', 3, 1, 'north', 'cardiology', '2026-01-26 09:00:00'),"  # deleted: not a return
+        " ('p', 'A-4', 3, 0, 'north', 'cardiology', '2026-02-04 09:00:00')")
+    client.command(
+        f"INSERT INTO {database}.appointment_journeys (appointment_id, version, site_id, department, status,"
+        " visit_type, scheduled_start, first_event_at, last_event_at) VALUES"
+        " ('A-1', 5, 'north', 'cardiology', 'completed', 'new_patient', '2026-01-05 09:00:00', now(), now()),"
+        " ('A-4', 5, 'north', 'cardiology', 'completed', 'follow_up', '2026-02-04 09:00:00', now(), now())")
+    assert [m.version for m in migrate(client, database)] == [7]
+    rows = client.query(f"SELECT appointment_id, version, visit_type, days_to_return FROM {database}.patient_visits"
+                        " FINAL ORDER BY appointment_id").result_rows
+    assert rows == [("A-1", 3, "new_patient", 30.0), ("A-2", 3, "", 29.75), ("A-4", 3, "follow_up", None)]

@@ -284,6 +284,7 @@ def every_table_bundle() -> dict[str, list[dict[str, Any]]]:
             friction_rules=[],
             returned_within_90d=1,
             days_to_next_visit=45.0,
+            days_to_return=45.0,
         ),
     ]
     bundle["pipeline_markers"] = [marker_row("m-rt", 0, output_partition=3, written_at=T0)]

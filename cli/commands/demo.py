@@ -106,10 +106,9 @@ def print_loyalty(client: Any, database: str) -> None:
     """What friction costs in patients who do not come back (``journeys loyalty``'s table)."""
     from cli.commands.loyalty import findings, render
     from dashboards.query import default_database
-    from dashboards.retention import SINCE_EVER
 
     with default_database(client, database):
-        found, headline = findings(lambda sql: list(client.query(sql).named_results()), "1", SINCE_EVER)
+        found, headline = findings(lambda sql: list(client.query(sql).named_results()), "1")
     print("\nDoes friction cost us patients? (journeys loyalty)")
     print("  " + render(found, headline).replace("\n", "\n  ").rstrip())
 

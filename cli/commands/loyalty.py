@@ -64,33 +64,29 @@ def _sql_instant(moment: dt.datetime) -> str:
     return f"toDateTime64('{utc}', 3, 'UTC')"
 
 
-def _index(args: argparse.Namespace) -> tuple[str, str]:
-    """The SQL condition on the measured visits, and where returns are looked for from."""
-    from dashboards.retention import SINCE_EVER
-
+def _index(args: argparse.Namespace) -> str:
+    """The SQL condition on the measured visits."""
     conditions = ["1"]
-    since = SINCE_EVER
     if args.start is not None:
-        since = _sql_instant(args.start)
-        conditions.append(f"visit_at >= {since}")
+        conditions.append(f"visit_at >= {_sql_instant(args.start)}")
     if args.end is not None:
         conditions.append(f"visit_at < {_sql_instant(args.end)}")
     if args.site:
         quoted = ", ".join("'" + site.replace("\\", "\\\\").replace("'", "\\'") + "'" for site in args.site)
         conditions.append(f"site_id IN ({quoted})")
-    return " AND ".join(conditions), since
+    return " AND ".join(conditions)
 
 
 def _rows(query: Any, sql: str) -> list[dict[str, Any]]:
     return [orjson.loads(line) for line in query(sql).splitlines() if line.strip()]
 
 
-def findings(rows: Callable[[str], list[dict[str, Any]]], index: str, since: str) -> tuple[list[dict[str, Any]], str]:
+def findings(rows: Callable[[str], list[dict[str, Any]]], index: str) -> tuple[list[dict[str, Any]], str]:
     """The findings per rule and the headline, ``rows`` running each query (``journeys loyalty``,
     the demo's summary)."""
     from dashboards.retention import findings_sql, headline_sql
 
-    return rows(findings_sql(index, since)), rows(headline_sql(index, since))[0]["headline"]
+    return rows(findings_sql(index)), rows(headline_sql(index))[0]["headline"]
 
 
 def _number(value: Any, digits: int, percent: bool = False) -> str:
@@ -143,10 +139,10 @@ def run(args: argparse.Namespace) -> int:
 
     settings = load_settings(clickhouse_dsn=args.dsn, clickhouse_database=args.database)
     configure_logging(settings.log_format, "WARNING")  # stdout is the result; logs go to stderr
-    index, since = _index(args)
+    index = _index(args)
     try:
         with read_only_queries(settings, "JSONEachRow", via=args.via) as query:
-            found, headline = findings(lambda sql: _rows(query, sql), index, since)
+            found, headline = findings(lambda sql: _rows(query, sql), index)
     except Exception as error:  # a failed query: its message, exit 1 (known faults: one line, exit 2)
         from cli.main import known_fault
 
