@@ -37,7 +37,7 @@ from typing import Any, Literal
 from journey.facts import MS, Fact
 from journey.ingest import Accepted, DeadLetter, Edge
 from journey.patient import PatientEmission
-from journey.processor import JourneyProcessor, JourneyStores, PatientProcessor
+from journey.processor import JourneyProcessor, JourneyStores, PatientProcessor, collector_paused
 from journey.state import Bundle, Emission
 from schemas.timestamps import DAY_MS
 
@@ -102,6 +102,7 @@ class JourneyStep:
         self.home_partition = home_partition
         self.wrong_key = wrong_key
 
+    @collector_paused
     def run(self, records: Sequence[Record], stores_for: StoresFor, received_ms: int | None = None,
             now_s: float = 0.0) -> StepOutput:
         """Validate every record, advance the watermark over the whole batch, then apply
@@ -172,6 +173,7 @@ class JourneyStep:
                                                           record.offset, received_ms)))
         return [row for row in events if id(row) not in poisoned_rows]
 
+    @collector_paused
     def fire(self, partition: int, stores: JourneyStores) -> StepOutput:
         """Only the timers of ``partition`` (after the watermark moved without new facts)."""
         out = StepOutput()
@@ -198,6 +200,7 @@ class PatientStep:
     def __init__(self, patients: PatientProcessor):
         self.patients = patients
 
+    @collector_paused
     def run(self, updates: Mapping[int, Mapping[str, list[dict[str, Any]]]], store_for: StoreFor,
             partitions: Iterable[int] = ()) -> PatientOutput:
         """Fold each partition's updates, then fire its due timers; ``partitions``: more
