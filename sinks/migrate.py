@@ -16,7 +16,7 @@ The statements are also written to be re-runnable where they can be (``IF NOT EX
 >>> configure_logging("console", "WARNING")
 >>> client = connect(f"chdb://{tempfile.mkdtemp()}/ch")
 >>> [m.version for m in migrate(client, "doctest_db")]
-[1, 2, 3, 4, 5, 6]
+[1, 2, 3, 4, 5, 6, 7]
 >>> migrate(client, "doctest_db")   # already up to date
 []
 >>> client.close()

@@ -10,6 +10,7 @@ here reads both ways, per partition and merged across partitions, and wants one 
 
 from __future__ import annotations
 
+import os
 import random
 from collections.abc import Iterator
 from pathlib import Path
@@ -217,3 +218,30 @@ def test_the_migration_carries_the_live_rows_over(client: Client, tmp_path: Path
             ("A-1", 3, "202601"), ("A-2", 1, "202601")]
     finally:
         client.command(f"DROP DATABASE IF EXISTS {name}")
+
+
+REPLICATED_ENGINE_ENV = "JOURNEYS_TEST_CLICKHOUSE_DATABASE_ENGINE"
+
+
+@pytest.mark.skipif(not os.environ.get(REPLICATED_ENGINE_ENV) or clickhouse_backend() != "server",
+                    reason=f"needs $CLICKHOUSE_URL (a cluster node) and ${REPLICATED_ENGINE_ENV}, e.g."
+                           " Replicated('/clickhouse/databases/{database}', '{shard}', '{replica}')")
+def test_the_migrations_on_a_replicated_database(client: Client) -> None:
+    """What prod runs (deploy/kubernetes/overlays/prod): every migration into a database of
+    the Replicated engine, whose MergeTree tables then replicate; a move across months
+    still leaves one live row. ``{database}`` in the engine is replaced by the database."""
+    name = unique_database("replicated")
+    engine = os.environ[REPLICATED_ENGINE_ENV].replace("{database}", name)
+    try:
+        assert [m.version for m in migrate(client, name, database_engine=engine)] == [
+            m.version for m in discover()]
+        engines = dict(client.query(
+            "SELECT name, engine FROM system.tables WHERE database = {db:String} AND engine LIKE '%MergeTree'",
+            parameters={"db": name}).result_rows)
+        assert engines and all(engine.startswith("Replicated") for engine in engines.values()), engines
+        writer = RowWriter(client, name)
+        writer.write([{"appointment_journeys": [journey_row("A-1", 1, scheduled_start=JAN_31_22H)]}])
+        writer.write([{"appointment_journeys": [journey_row("A-1", 2, scheduled_start=FEB_02_09H)]}])
+        assert both_ways(client, name, "appointment_journeys", "appointment_id, version") == [("A-1", 2)]
+    finally:
+        client.command(f"DROP DATABASE IF EXISTS {name} SYNC")
