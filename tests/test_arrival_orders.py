@@ -78,7 +78,13 @@ def assert_matches_truth(pipeline: LocalPipeline, truth: dict) -> None:
     assert not mismatches, f"metrics differing from the truth: {dict(mismatches)}; e.g. {examples}; extra {extra}"
 
 
-@pytest.mark.parametrize("order", sorted(ORDERS))
+# Each order on one broker kind (the broker does not decide the order's result), half on each.
+ORDER_BROKERS = {"time-order": "tansu", "grouped-by-appointment": "tansu", "source-after-source": "tansu",
+                 "shuffled": "kafka", "family-after-family": "kafka", "redelivered": "kafka"}
+
+
+@pytest.mark.parametrize("order", [pytest.param(order, marks=pytest.mark.one_broker(ORDER_BROKERS[order]))
+                                   for order in sorted(ORDERS)])
 def test_every_arrival_order_gives_the_truth(broker, isolated_settings, order: str) -> None:
     simulation = simulate(SimulationConfig(seed=41, days=3, sites=2, **DISORDERED))
     lines = ORDERS[order](list(simulation.lines))
@@ -124,6 +130,7 @@ def test_a_backfill_months_behind_live_traffic(broker, isolated_settings) -> Non
         assert metrics["journeys_archive_returns_total"] > 0, "the backfill should bring archived journeys back"
 
 
+@pytest.mark.one_broker("tansu")
 def test_one_bad_clock_moves_event_time_for_nobody(broker, isolated_settings) -> None:
     """One valid event dated 2100 (a device with a broken clock) is refused as
     future_timestamp; another dated 60 days ahead but in the past, on one source only,
@@ -187,6 +194,7 @@ def _events_snapshot(pipeline: LocalPipeline) -> list[tuple]:
         f"SELECT source, event_id, fields, copy_rank FROM {db}.events FINAL ORDER BY source, event_id").result_rows
 
 
+@pytest.mark.one_broker("kafka")
 def test_copies_with_different_payloads_resolve_to_one_copy_in_any_order(broker, isolated_settings) -> None:
     simulation = simulate(SimulationConfig(seed=49, days=2, sites=2, duplicate_fraction=0.02))
     lines = list(simulation.lines)

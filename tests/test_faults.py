@@ -115,6 +115,7 @@ def _produce_keyed(bootstrap: str, settings: Settings, keyed: list[tuple[bytes |
     producer.close()
 
 
+@pytest.mark.one_broker("tansu")
 def test_events_keyed_with_something_else_join_their_journey_on_two_workers(broker, isolated_settings) -> None:
     simulation = simulate(SimulationConfig(seed=53, days=2, sites=2, duplicate_fraction=0.03))
     settings = isolated_settings()
@@ -129,6 +130,7 @@ def test_events_keyed_with_something_else_join_their_journey_on_two_workers(brok
         assert pipeline.client.command(f"SELECT count() FROM {db}.appointment_journeys FINAL") == len(simulation.truth)
 
 
+@pytest.mark.one_broker("tansu")
 def test_events_keyed_with_something_else_can_be_dead_lettered_instead(broker, isolated_settings) -> None:
     simulation = simulate(SimulationConfig(seed=55, days=1, sites=1))
     settings = isolated_settings(wrong_key="deadletter")
@@ -245,6 +247,7 @@ def test_journeys_up_says_so_and_stops_when_its_broker_dies(tmp_path: Path, fres
         up.close()
 
 
+@pytest.mark.one_broker("tansu")
 def test_a_booking_dated_1969_lands_and_the_writer_goes_on(broker, isolated_settings) -> None:
     """A valid booking for a visit in 1969 (a migrated record's placeholder date) once stalled
     the writer for good (its hourly bucket cannot be an Array(UInt32) hour)."""
@@ -262,6 +265,7 @@ def test_a_booking_dated_1969_lands_and_the_writer_goes_on(broker, isolated_sett
             f"SELECT toYear(scheduled_start) FROM {db}.appointment_journeys FINAL WHERE appointment_id = 'OLD-1969'") == 1969
 
 
+@pytest.mark.one_broker("tansu")
 def test_lines_journeys_produce_cannot_route_are_dead_letter_rows(broker, isolated_settings, tmp_path, monkeypatch):
     from cli.main import main
 

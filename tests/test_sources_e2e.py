@@ -146,6 +146,7 @@ def gateways(tmp_path: Path) -> Iterator[list[GatewayProcess]]:
 
 
 @pytest.mark.slow
+@pytest.mark.one_broker("kafka")
 def test_a_day_over_hl7_and_fhir_equals_the_same_day_as_contract_json(broker, isolated_settings, gateways,
                                                                       tmp_path):
     simulation = simulate(SimulationConfig(seed=11, days=1, sites=1))
