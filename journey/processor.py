@@ -31,7 +31,7 @@ from typing import Any, TypeVar
 
 import orjson
 
-from journey.facts import FIELDS, MS, Fact
+from journey.facts import Fact
 from journey.friction import Rule
 from journey.metrics import JourneyPolicy
 from journey.patient import PatientEmission, PatientState
@@ -224,7 +224,7 @@ class JourneyProcessor:
 
     def reschedule(self, store: Mapping[str, bytes], partitions: set[int]) -> int:
         """After a restart or rebalance: re-evaluate the stored journeys of ``partitions``."""
-        return _reschedule(self.timers, store, partitions)
+        return _reschedule(self.timers, store, partitions, JourneyState.partition_in)
 
     def _apply(self, stores: JourneyStores, partition: int, appointment_id: str, facts: list[Fact],
                watermark: int) -> Emission | None:
@@ -289,23 +289,25 @@ class JourneyProcessor:
 
 def _evictable(state: JourneyState, watermark: int, policy: JourneyPolicy, retention_ms: int) -> bool:
     """A closed journey leaves the hot state once it is older than the retention, in event time."""
-    latest = max(fact[MS] for fact in state.facts.values())
-    starts = [fact[FIELDS]["scheduled_start"] for fact in state.facts.values() if "scheduled_start" in fact[FIELDS]]
-    anchor = max([latest, *starts])
-    return watermark >= anchor + policy.close_after_ms + retention_ms
+    return watermark >= state.anchor + policy.close_after_ms + retention_ms
 
 
-def _reschedule(timers: dict[int, Timers], store: Mapping[str, bytes], partitions: set[int]) -> int:
+def _reschedule(timers: dict[int, Timers], store: Mapping[str, bytes], partitions: set[int],
+                partition_in: Callable[[bytes], int]) -> int:
     timers.clear()
     count = 0
     for key, raw in store.items():
         if raw is None:  # a deleted (evicted) key, as a changelog tombstone may restore it
             continue
-        partition = orjson.loads(raw)["p"]
+        partition = partition_in(raw)
         if partition in partitions:
             timers.setdefault(partition, Timers()).push(key, (NO_WATERMARK + 1,))
             count += 1
     return count
+
+
+def _patient_partition(raw: bytes) -> int:
+    return int(orjson.loads(raw)["p"])
 
 
 class PatientProcessor:
@@ -333,7 +335,7 @@ class PatientProcessor:
         return emissions
 
     def reschedule(self, store: Mapping[str, bytes], partitions: set[int]) -> int:
-        return _reschedule(self.timers, store, partitions)
+        return _reschedule(self.timers, store, partitions, _patient_partition)
 
     @collector_paused
     def fire(self, store: MutableMapping[str, bytes], partition: int) -> list[PatientEmission]:

@@ -31,12 +31,13 @@ True
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
 import orjson
 
-from journey.facts import EVENT_ID, SOURCE, Fact, fact_digest
+from journey.facts import DEPARTMENT, EVENT_ID, FIELDS, MS, PATIENT, PROVIDER, SITE, SOURCE, TYPE, Fact, fact_digest
 from journey.friction import Rule
 from journey.friction import evaluate as evaluate_friction
 from journey.metrics import (
@@ -64,13 +65,25 @@ class Emission:
 
 
 class JourneyState:
-    """Facts keyed by (source, event_id), and the row keys of the last emitted version."""
+    """Facts keyed by (source, event_id), and the row keys of the last emitted version.
 
-    __slots__ = ("facts", "others", "version", "emitted", "partition", "dirty", "clock")
+    Stored as a header line (version, partition, clock, row keys, fact count, anchor)
+    and the facts after it, packed (:func:`pack_facts`). Reading a state decodes the
+    header only; the facts are decoded on first use, so a timer that finds nothing new
+    (most of them) costs a hundred bytes of JSON, not the journey.
+    """
+
+    __slots__ = ("_facts", "_packed", "_count", "_anchor", "others", "version", "emitted", "partition", "dirty",
+                 "clock")
 
     def __init__(self, facts: dict[str, Fact] | None = None, version: int = 0, emitted: list[str] | None = None,
                  partition: int = 0, others: dict[str, list[int]] | None = None):
-        self.facts: dict[str, Fact] = facts or {}
+        self._facts: dict[str, Fact] | None = facts or {}
+        # The stored form of the facts while they are not decoded, or not changed since they were.
+        self._packed: bytes | None = None
+        self._count = len(self._facts)
+        # The latest moment the journey is anchored at (see `anchor`); None: not known yet.
+        self._anchor: int | None = None
         # Digests of the copies seen besides the kept one, per dedupe key (rare: conflicting resends).
         self.others: dict[str, list[int]] = others or {}
         self.version = version
@@ -82,17 +95,75 @@ class JourneyState:
         # The stage clock of these facts as last evaluated (None: unknown, or the facts changed since).
         self.clock: StageClock | None = None
 
+    @property
+    def facts(self) -> dict[str, Fact]:
+        facts = self._facts
+        if facts is None:
+            assert self._packed is not None
+            facts = self._facts = unpack_facts(self._packed)
+        return facts
+
+    @property
+    def anchor(self) -> int:
+        """The latest of the facts' event times and scheduled starts: a journey closes a
+        fixed time after it (``journey.processor``'s archive)."""
+        anchor = self._anchor
+        if anchor is None:
+            facts = self.facts.values()
+            anchor = max(fact[MS] for fact in facts)
+            for fact in facts:
+                start = fact[FIELDS].get("scheduled_start")
+                if start is not None and start > anchor:
+                    anchor = start
+            self._anchor = anchor
+        return anchor
+
     # -- persistence ---------------------------------------------------------------
 
     def to_bytes(self) -> bytes:
-        data = {"f": list(self.facts.values()), "v": self.version, "e": self.emitted, "p": self.partition,
-                "c": self.clock}
+        # The row keys by table ("table|key" in `emitted`): each table's name once.
+        emitted: dict[str, list[str]] = {}
+        for stored in self.emitted:
+            table, _, key = stored.partition("|")
+            emitted.setdefault(table, []).append(key)
+        header: dict[str, Any] = {"v": self.version, "p": self.partition, "c": self.clock, "e": emitted,
+                                  "n": self._count}
+        if self._count:
+            header["a"] = self.anchor
         if self.others:
-            data["o"] = self.others
-        return orjson.dumps(data)
+            header["o"] = self.others
+        packed = self._packed
+        if packed is None:
+            packed = self._packed = pack_facts(self.facts.values())
+        return orjson.dumps(header) + b"\n" + packed
 
     @classmethod
     def from_bytes(cls, raw: bytes) -> JourneyState:
+        """A stored state, packed or as written before facts were packed (one JSON object):
+
+        >>> old = b'{"f":[[1000,"patient.arrived","kiosk","e1","s1","d",null,"pk",{}]],"v":4,"e":[],"p":2}'
+        >>> state = JourneyState.from_bytes(old)
+        >>> again = JourneyState.from_bytes(state.to_bytes())
+        >>> again.version, again.partition, again.copies, again.anchor, again.facts == state.facts
+        (4, 2, 1, 1000, True)
+        >>> state.emitted = ["queue_waits|lobby\x1fkiosk/w1", "stage_intervals|cycle", "stage_intervals|lobby"]
+        >>> JourneyState.from_bytes(state.to_bytes()).emitted == state.emitted
+        True
+        """
+        cut = raw.find(b"\n")  # orjson escapes newlines inside strings: the first one ends the header
+        if cut < 0:
+            return cls._from_unpacked(raw)
+        header = orjson.loads(memoryview(raw)[:cut])
+        emitted = [f"{table}|{key}" for table, keys in header["e"].items() for key in keys]
+        state = cls(None, header["v"], emitted, header["p"], header.get("o"))
+        state._facts, state._packed, state._count = None, raw[cut + 1:], header["n"]
+        state._anchor = header.get("a")
+        state.clock = header["c"]
+        return state
+
+    @classmethod
+    def _from_unpacked(cls, raw: bytes) -> JourneyState:
+        """A state stored before facts were packed: one JSON object with the facts as lists."""
         data = orjson.loads(raw)
         # The dedupe key inline (`_dedupe_key`): a call per fact is a third of the cost.
         state = cls({f"{f[SOURCE]}\x1f{f[EVENT_ID]}": f for f in data["f"]}, data["v"], data["e"], data["p"],
@@ -100,11 +171,22 @@ class JourneyState:
         state.clock = data.get("c")  # absent in states written before the clock was kept
         return state
 
+    @staticmethod
+    def partition_in(raw: bytes) -> int:
+        """The source partition of a stored state, without decoding its facts."""
+        cut = raw.find(b"\n")
+        return int(orjson.loads(memoryview(raw)[:cut] if cut >= 0 else raw)["p"])
+
     # -- transitions -----------------------------------------------------------------
 
     @property
     def copies(self) -> int:
-        return len(self.facts) + sum(map(len, self.others.values()))
+        return self._count + sum(map(len, self.others.values()))
+
+    def _changed(self) -> None:
+        self._packed, self._anchor, self._count = None, None, len(self.facts)
+        self.dirty = True
+        self.clock = None
 
     def add(self, fact: Fact) -> bool:
         """Add a fact; ``False`` for a duplicate. A copy with another payload counts as a
@@ -114,8 +196,7 @@ class JourneyState:
         known = self.facts.get(key)
         if known is None:
             self.facts[key] = fact
-            self.dirty = True
-            self.clock = None
+            self._changed()
             return True
         if known == fact:
             return False
@@ -129,8 +210,7 @@ class JourneyState:
         else:
             others.append(digest)
         others.sort()
-        self.dirty = True
-        self.clock = None
+        self._changed()
         return False
 
     def evaluate(
@@ -175,6 +255,72 @@ class JourneyState:
 
 def _dedupe_key(fact: Fact) -> str:
     return f"{fact[SOURCE]}\x1f{fact[EVENT_ID]}"
+
+
+# The positions of a fact whose values repeat from fact to fact of one journey (its type,
+# source, site, department, provider, patient key): packed, each is an index into a table
+# of the journey's distinct values, so a 64-character patient key is stored once, not per fact.
+_SHARED = (TYPE, SOURCE, SITE, DEPARTMENT, PROVIDER, PATIENT)
+
+
+def pack_facts(facts: Iterable[Fact]) -> bytes:
+    """Facts as ``[values, rows]``, half their size as plain lists (a journey's state
+    stays under a kilobyte). Each row is its fact with the shared positions and the
+    names of its fields replaced by indexes into ``values`` (first-seen order, so the
+    same facts pack the same way), the fields as a flat ``[name, value, ...]`` list, and
+    the event time of every fact after the first relative to the first's.
+
+    >>> packed = pack_facts([[5, "patient.arrived", "kiosk", "e1", "s1", "d", None, "pk", {}],
+    ...                      [9, "patient.roomed", "kiosk", "e2", "s1", "d", None, "pk", {"room": "r1"}]])
+    >>> packed
+    b'[["patient.arrived","kiosk","s1","d",null,"pk","patient.roomed","room"],[[5,0,1,"e1",2,3,4,5,[]],[4,6,1,"e2",2,3,4,5,[7,"r1"]]]]'
+    >>> list(unpack_facts(packed).values())[1]
+    [9, 'patient.roomed', 'kiosk', 'e2', 's1', 'd', None, 'pk', {'room': 'r1'}]
+    >>> facts = [[0, "a", "s", "e1", "x", "d", None, "p", {}], [7, "a", "s", "e2", "x", "d", None, "p", {}],
+    ...          [3, "a", "s", "e3", "x", "d", None, "p", {}]]
+    >>> [fact[MS] for fact in unpack_facts(pack_facts(facts)).values()]
+    [0, 7, 3]
+    """
+    index: dict[Any, int] = {}
+    values: list[Any] = []
+
+    def ref(value: Any) -> int:
+        number = index.get(value)
+        if number is None:
+            number = index[value] = len(values)
+            values.append(value)
+        return number
+
+    rows = []
+    base = None
+    for fact in facts:
+        row = list(fact)
+        if base is None:
+            base = fact[MS]
+        else:
+            row[MS] = fact[MS] - base
+        for position in _SHARED:
+            row[position] = ref(fact[position])
+        row[FIELDS] = [item for name, value in fact[FIELDS].items() for item in (ref(name), value)]
+        rows.append(row)
+    return orjson.dumps([values, rows])
+
+
+def unpack_facts(packed: bytes) -> dict[str, Fact]:
+    """The facts of :func:`pack_facts`, keyed for dedupe (as ``JourneyState.facts``)."""
+    values, rows = orjson.loads(packed)
+    facts = {}
+    base = None
+    for ms, kind, source, event_id, site, department, provider, patient, fields in rows:
+        if base is None:
+            base = ms
+        else:
+            ms += base
+        source = values[source]
+        facts[f"{source}\x1f{event_id}"] = [ms, values[kind], source, event_id, values[site], values[department],
+                                            values[provider], values[patient],
+                                            {values[name]: value for name, value in zip(fields[::2], fields[1::2])}]
+    return facts
 
 
 def _rows(view: JourneyView, hits: list[dict[str, Any]], rule_names: list[str], version: int) -> tuple[Bundle, list[str]]:
