@@ -98,7 +98,8 @@ def strata_sql(index: str, by_site: bool = False) -> str:
     """Per scope (a friction rule, or ``any friction``) and stratum: the 2x2 counts.
 
     ``a``/``n1``: lapses/decided visits exposed; ``c``/``n0``: the same for clean visits.
-    With ``by_site``, scopes are ``any friction`` per site (``site_id`` column).
+    With ``by_site``, scopes are ``any friction`` per site (``site_id`` column). A clean
+    visit is the reference of every scope: of ``any friction`` and of each rule seen.
     """
     site = "site_id, " if by_site else ""
     scopes = (
@@ -106,20 +107,21 @@ def strata_sql(index: str, by_site: bool = False) -> str:
         if by_site
         else f"if(had_friction = 1, arrayConcat(['{ANY_FRICTION}'], friction_rules), all_rules)"
     )
+    # One pass over the visits: counted per stratum and rule set first, so the rules seen
+    # come from a window over those few groups (a second subquery would read the visits again).
     return f"""
-        WITH visits AS ({visits_sql(index)})
         SELECT {site}scope, department, visit_type,
-               countIf(exposed AND lapsed) AS a, countIf(exposed) AS n1,
-               countIf(NOT exposed AND lapsed) AS c, countIf(NOT exposed) AS n0
+               sumIf(lapses, had_friction = 1) AS a, sumIf(visits, had_friction = 1) AS n1,
+               sumIf(lapses, had_friction = 0) AS c, sumIf(visits, had_friction = 0) AS n0
         FROM (
-            SELECT *, arrayJoin({scopes}) AS scope, had_friction = 1 AS exposed
-            FROM visits
-            CROSS JOIN (
-                SELECT arrayConcat(['{ANY_FRICTION}'], arraySort(groupUniqArrayArray(friction_rules))) AS all_rules
-                FROM visits WHERE decided
-            ) AS r
+            SELECT {site}department, visit_type, had_friction, friction_rules,
+                   countIf(lapsed) AS lapses, count() AS visits,
+                   arrayConcat(['{ANY_FRICTION}'], arraySort(groupUniqArrayArray(friction_rules) OVER ())) AS all_rules
+            FROM ({visits_sql(index)})
             WHERE decided
+            GROUP BY {site}department, visit_type, had_friction, friction_rules
         )
+        ARRAY JOIN {scopes} AS scope
         GROUP BY {site}scope, department, visit_type
     """
 
