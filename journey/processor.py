@@ -122,13 +122,24 @@ class Watermark:
 
 @dataclass(slots=True)
 class Timers:
-    """Deadlines per key in a heap; a key may be pushed many times (firing is idempotent)."""
+    """Deadlines per key in a heap; a key may be pushed many times (firing is idempotent).
+
+    A deadline already pending for a key is not pushed again: every evaluation of a
+    journey pushes its deadlines, and without this the heap held each one once per
+    evaluation, every extra copy to be popped for nothing (measured: a twentieth of the
+    journey logic's time in ``pop_due``).
+    """
 
     heap: list[tuple[int, str]] = field(default_factory=list)
+    pending: set[tuple[int, str]] = field(default_factory=set)
 
     def push(self, key: str, deadlines: Iterable[int]) -> None:
+        pending = self.pending
         for deadline in deadlines:
-            heapq.heappush(self.heap, (deadline, key))
+            timer = (deadline, key)
+            if timer not in pending:
+                pending.add(timer)
+                heapq.heappush(self.heap, timer)
 
     def push_future(self, key: str, deadlines: Iterable[int], watermark_ms: int) -> None:
         """Schedule the deadlines still ahead of the watermark (a passed one would fire again at once)."""
@@ -136,8 +147,11 @@ class Timers:
 
     def pop_due(self, watermark_ms: int) -> list[str]:
         due: dict[str, None] = {}
-        while self.heap and self.heap[0][0] <= watermark_ms:
-            due[heapq.heappop(self.heap)[1]] = None
+        heap, pending = self.heap, self.pending
+        while heap and heap[0][0] <= watermark_ms:
+            timer = heapq.heappop(heap)
+            pending.discard(timer)
+            due[timer[1]] = None
         return list(due)
 
 
