@@ -4,9 +4,12 @@
 
 1. simulates at least N events (clean: no invalid lines) and pre-produces them to the
    local broker, so the worker's clock measures the worker, not the producer;
-2. starts ONE ``journeys worker`` process and polls its /metrics until it has taken
-   every event; prints events/s per worker process and the worker's peak RSS;
-3. runs the same events through the transport-free journey logic (offline pipeline)
+2. measures the raw transport ceiling: aiokafka ``getmany`` plus ``orjson.loads`` of the
+   same events from the same broker, nothing else (what a worker could reach at best);
+3. starts ONE ``journeys worker`` process and polls its /metrics until it has taken
+   every event; prints events/s per worker process, its share of the ceiling and the
+   worker's peak RSS;
+4. runs the same events through the transport-free journey logic (offline pipeline)
    to show where the time goes (edge decode, journey logic, Kafka and Faust), and
    prints the state bytes per open appointment and per archived one, and what a return
    from the archive costs (a backfill where every fact brings its journey back).
@@ -21,6 +24,9 @@ Faust's machinery, fetching, idle) and the hottest functions.
 from __future__ import annotations
 
 import argparse
+import asyncio
+import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -29,6 +35,8 @@ import time
 import zlib
 from collections import Counter
 from pathlib import Path
+
+import orjson
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -81,6 +89,39 @@ def archive_returns(offline: OfflinePipeline) -> str:
             f"{elapsed / max(returned, 1) * 1e6:,.0f} µs per return ({returned / elapsed:,.0f} facts/s)")
 
 
+def transport_ceiling(bootstrap: str, topics: list[str], events: int) -> float:
+    """Events/s of aiokafka's ``getmany`` plus ``orjson.loads`` over the input topics from
+    the start: the fetching and decoding any worker does, and nothing else."""
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+
+    async def consume() -> float:
+        consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False,
+                                    auto_offset_reset="earliest", max_poll_records=5000)
+        await consumer.start()
+        try:
+            partitions = [TopicPartition(topic, partition) for topic in topics
+                          for partition in sorted(consumer.partitions_for_topic(topic) or ())]
+            consumer.assign(partitions)
+            await consumer.seek_to_beginning(*partitions)
+            taken, started = 0, time.perf_counter()
+            while taken < events:
+                for records in (await consumer.getmany(timeout_ms=1000)).values():
+                    for record in records:
+                        orjson.loads(record.value)
+                    taken += len(records)
+            return taken / (time.perf_counter() - started)
+        finally:
+            await consumer.stop()
+
+    return asyncio.run(consume())
+
+
+def cpu_seconds(pid: int) -> float:
+    """User plus system CPU time of a process so far: on shared cores, a steadier measure than the clock."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def peak_rss_mb(pid: int) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmHWM:"):
@@ -90,7 +131,7 @@ def peak_rss_mb(pid: int) -> float:
 
 # Where a worker's time goes: the first rule matching the sampled frame's file wins.
 TIME_SHARES = (
-    ("journey agent: decode, journey logic, rows", ("(streams/", "(schemas/", "(pydantic")),
+    ("journey agent: decode, journey logic, rows", ("(journey/", "(streams/", "(schemas/", "(pydantic")),
     ("producing outputs and changelog writes", ("aiokafka/producer", "aiokafka/partitioner", "faust/topics.py",
                                                 "faust/transport/producer.py", "Producer.send (faust/")),
     ("fetching (aiokafka)", ("aiokafka/",)),
@@ -155,12 +196,16 @@ def main() -> int:
                                  batch_size=args.batch_size)
         ensure_pipeline_topics(settings)
         produce_events(lines, broker.bootstrap, settings.topics, progress=False)
+        ceiling = transport_ceiling(broker.bootstrap, list(settings.input_topics), len(lines))
+        print(f"raw transport ceiling (aiokafka getmany + orjson.loads, same broker): {ceiling:,.0f} events/s")
         worker = WorkerProcess(settings, broker.bootstrap, Path(run_dir), 0)
         try:
             worker.wait_ready(timeout=120)
             profiler = None
             if args.profile:
-                profiler = subprocess.Popen(["py-spy", "record", "-p", str(worker.process.pid), "-f", "raw",
+                # The py-spy of this environment (`pip install -e ".[bench]"`), on PATH or not.
+                py_spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
+                profiler = subprocess.Popen([py_spy, "record", "-p", str(worker.process.pid), "-f", "raw",
                                              "-o", args.profile, "--nonblocking"], stdout=subprocess.DEVNULL)
             first = None
             while True:
@@ -168,7 +213,9 @@ def main() -> int:
                 now = time.perf_counter()
                 if taken and first is None:
                     first = (now, taken)
+                    cpu_first = cpu_seconds(worker.process.pid)
                 if taken >= len(lines):
+                    cpu_last = cpu_seconds(worker.process.pid)
                     break
                 time.sleep(0.1)
             if profiler is not None:
@@ -179,8 +226,11 @@ def main() -> int:
             assert first is not None
             elapsed = now - first[0]
             rate = (taken - first[1]) / elapsed if elapsed > 0 else float("inf")
+            per_cpu_s = (taken - first[1]) / max(cpu_last - cpu_first, 1e-9)
             print(f"stream worker (1 process, {args.partitions} partitions, batch {args.batch_size}): "
-                  f"{rate:,.0f} events/s; peak RSS {peak_rss_mb(worker.process.pid):,.0f} MB")
+                  f"{rate:,.0f} events/s ({100 * rate / ceiling:.1f}% of the ceiling), "
+                  f"{per_cpu_s:,.0f} per CPU second of the worker; "
+                  f"peak RSS {peak_rss_mb(worker.process.pid):,.0f} MB")
         finally:
             worker.stop()
     return 0
