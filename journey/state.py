@@ -68,19 +68,21 @@ class JourneyState:
     """Facts keyed by (source, event_id), and the row keys of the last emitted version.
 
     Stored as a header line (version, partition, clock, row keys, fact count, anchor)
-    and the facts after it, packed (:func:`pack_facts`). Reading a state decodes the
+    and the facts after it, packed (:class:`PackedFacts`). Reading a state decodes the
     header only; the facts are decoded on first use, so a timer that finds nothing new
     (most of them) costs a hundred bytes of JSON, not the journey.
     """
 
-    __slots__ = ("_facts", "_packed", "_count", "_anchor", "others", "version", "emitted", "partition", "dirty",
-                 "clock")
+    __slots__ = ("_facts", "_raw", "_packed", "_count", "_anchor", "others", "version", "emitted", "partition",
+                 "dirty", "clock")
 
     def __init__(self, facts: dict[str, Fact] | None = None, version: int = 0, emitted: list[str] | None = None,
                  partition: int = 0, others: dict[str, list[int]] | None = None):
         self._facts: dict[str, Fact] | None = facts or {}
-        # The stored form of the facts while they are not decoded, or not changed since they were.
-        self._packed: bytes | None = None
+        # The stored bytes of the facts while they are not decoded, or not changed since they were.
+        self._raw: bytes | None = None
+        # The packed form of the facts, kept in step as facts are added (None: to be packed anew).
+        self._packed: PackedFacts | None = None if facts else PackedFacts([], [])
         self._count = len(self._facts)
         # The latest moment the journey is anchored at (see `anchor`); None: not known yet.
         self._anchor: int | None = None
@@ -99,8 +101,9 @@ class JourneyState:
     def facts(self) -> dict[str, Fact]:
         facts = self._facts
         if facts is None:
-            assert self._packed is not None
-            facts = self._facts = unpack_facts(self._packed)
+            assert self._raw is not None
+            self._packed = PackedFacts.from_bytes(self._raw)
+            facts = self._facts = self._packed.facts()
         return facts
 
     @property
@@ -132,10 +135,13 @@ class JourneyState:
             header["a"] = self.anchor
         if self.others:
             header["o"] = self.others
-        packed = self._packed
-        if packed is None:
-            packed = self._packed = pack_facts(self.facts.values())
-        return orjson.dumps(header) + b"\n" + packed
+        raw = self._raw
+        if raw is None:
+            packed = self._packed
+            if packed is None:
+                packed = self._packed = PackedFacts.of(self.facts.values())
+            raw = self._raw = packed.to_bytes()
+        return orjson.dumps(header) + b"\n" + raw
 
     @classmethod
     def from_bytes(cls, raw: bytes) -> JourneyState:
@@ -156,7 +162,7 @@ class JourneyState:
         header = orjson.loads(memoryview(raw)[:cut])
         emitted = [f"{table}|{key}" for table, keys in header["e"].items() for key in keys]
         state = cls(None, header["v"], emitted, header["p"], header.get("o"))
-        state._facts, state._packed, state._count = None, raw[cut + 1:], header["n"]
+        state._facts, state._raw, state._packed, state._count = None, raw[cut + 1:], None, header["n"]
         state._anchor = header.get("a")
         state.clock = header["c"]
         return state
@@ -184,7 +190,7 @@ class JourneyState:
         return self._count + sum(map(len, self.others.values()))
 
     def _changed(self) -> None:
-        self._packed, self._anchor, self._count = None, None, len(self.facts)
+        self._raw, self._anchor, self._count = None, None, len(self.facts)
         self.dirty = True
         self.clock = None
 
@@ -196,6 +202,8 @@ class JourneyState:
         known = self.facts.get(key)
         if known is None:
             self.facts[key] = fact
+            if self._packed is not None:
+                self._packed.append(fact)
             self._changed()
             return True
         if known == fact:
@@ -206,6 +214,7 @@ class JourneyState:
             return False
         if digest < known_digest:
             self.facts[key] = fact
+            self._packed = None  # a row replaced in place: packed anew when stored
             others.append(known_digest)
         else:
             others.append(digest)
@@ -257,70 +266,85 @@ def _dedupe_key(fact: Fact) -> str:
     return f"{fact[SOURCE]}\x1f{fact[EVENT_ID]}"
 
 
-# The positions of a fact whose values repeat from fact to fact of one journey (its type,
-# source, site, department, provider, patient key): packed, each is an index into a table
-# of the journey's distinct values, so a 64-character patient key is stored once, not per fact.
-_SHARED = (TYPE, SOURCE, SITE, DEPARTMENT, PROVIDER, PATIENT)
+class PackedFacts:
+    """A journey's facts as stored, ``[values, rows]``: half their size as plain lists (a
+    journey's state stays under a kilobyte). Each row is its fact with the values that
+    repeat from fact to fact of a journey (type, source, site, department, provider,
+    patient key: a 64-character key stored once, not per fact) and the names of its
+    fields replaced by indexes into ``values`` (first-seen order, so the same facts pack
+    the same way), the fields as a flat ``[name, value, ...]`` list, and the event time
+    of every fact after the first relative to the first's. A fact added is packed on its
+    own (:meth:`append`), not the whole journey again.
 
-
-def pack_facts(facts: Iterable[Fact]) -> bytes:
-    """Facts as ``[values, rows]``, half their size as plain lists (a journey's state
-    stays under a kilobyte). Each row is its fact with the shared positions and the
-    names of its fields replaced by indexes into ``values`` (first-seen order, so the
-    same facts pack the same way), the fields as a flat ``[name, value, ...]`` list, and
-    the event time of every fact after the first relative to the first's.
-
-    >>> packed = pack_facts([[5, "patient.arrived", "kiosk", "e1", "s1", "d", None, "pk", {}],
-    ...                      [9, "patient.roomed", "kiosk", "e2", "s1", "d", None, "pk", {"room": "r1"}]])
-    >>> packed
+    >>> packed = PackedFacts.of([[5, "patient.arrived", "kiosk", "e1", "s1", "d", None, "pk", {}],
+    ...                          [9, "patient.roomed", "kiosk", "e2", "s1", "d", None, "pk", {"room": "r1"}]])
+    >>> packed.to_bytes()
     b'[["patient.arrived","kiosk","s1","d",null,"pk","patient.roomed","room"],[[5,0,1,"e1",2,3,4,5,[]],[4,6,1,"e2",2,3,4,5,[7,"r1"]]]]'
-    >>> list(unpack_facts(packed).values())[1]
+    >>> again = PackedFacts.from_bytes(packed.to_bytes())
+    >>> list(again.facts().values())[1]
     [9, 'patient.roomed', 'kiosk', 'e2', 's1', 'd', None, 'pk', {'room': 'r1'}]
-    >>> facts = [[0, "a", "s", "e1", "x", "d", None, "p", {}], [7, "a", "s", "e2", "x", "d", None, "p", {}],
-    ...          [3, "a", "s", "e3", "x", "d", None, "p", {}]]
-    >>> [fact[MS] for fact in unpack_facts(pack_facts(facts)).values()]
-    [0, 7, 3]
+    >>> again.append([0, "patient.arrived", "kiosk", "e3", "s1", "d", None, "pk", {}])
+    >>> [fact[MS] for fact in PackedFacts.from_bytes(again.to_bytes()).facts().values()]
+    [5, 9, 0]
     """
-    index: dict[Any, int] = {}
-    values: list[Any] = []
 
-    def ref(value: Any) -> int:
-        number = index.get(value)
-        if number is None:
-            number = index[value] = len(values)
-            values.append(value)
-        return number
+    __slots__ = ("values", "rows", "index")
 
-    rows = []
-    base = None
-    for fact in facts:
-        row = list(fact)
-        if base is None:
-            base = fact[MS]
-        else:
-            row[MS] = fact[MS] - base
-        for position in _SHARED:
-            row[position] = ref(fact[position])
-        row[FIELDS] = [item for name, value in fact[FIELDS].items() for item in (ref(name), value)]
-        rows.append(row)
-    return orjson.dumps([values, rows])
+    def __init__(self, values: list[Any], rows: list[list[Any]]):
+        self.values = values
+        self.rows = rows
+        # Value -> its position in `values`, built when a fact is first appended.
+        self.index: dict[Any, int] | None = None
 
+    @classmethod
+    def of(cls, facts: Iterable[Fact]) -> PackedFacts:
+        packed = cls([], [])
+        for fact in facts:
+            packed.append(fact)
+        return packed
 
-def unpack_facts(packed: bytes) -> dict[str, Fact]:
-    """The facts of :func:`pack_facts`, keyed for dedupe (as ``JourneyState.facts``)."""
-    values, rows = orjson.loads(packed)
-    facts = {}
-    base = None
-    for ms, kind, source, event_id, site, department, provider, patient, fields in rows:
-        if base is None:
-            base = ms
-        else:
-            ms += base
-        source = values[source]
-        facts[f"{source}\x1f{event_id}"] = [ms, values[kind], source, event_id, values[site], values[department],
-                                            values[provider], values[patient],
-                                            {values[name]: value for name, value in zip(fields[::2], fields[1::2])}]
-    return facts
+    @classmethod
+    def from_bytes(cls, raw: bytes) -> PackedFacts:
+        values, rows = orjson.loads(raw)
+        return cls(values, rows)
+
+    def to_bytes(self) -> bytes:
+        return orjson.dumps([self.values, self.rows])
+
+    def append(self, fact: Fact) -> None:
+        index = self.index
+        if index is None:
+            index = self.index = {value: number for number, value in enumerate(self.values)}
+        values = self.values
+
+        def ref(value: Any) -> int:
+            number = index.get(value)
+            if number is None:
+                number = index[value] = len(values)
+                values.append(value)
+            return number
+
+        rows = self.rows
+        ms = fact[MS] - rows[0][MS] if rows else fact[MS]
+        rows.append([ms, ref(fact[TYPE]), ref(fact[SOURCE]), fact[EVENT_ID], ref(fact[SITE]), ref(fact[DEPARTMENT]),
+                     ref(fact[PROVIDER]), ref(fact[PATIENT]),
+                     [item for name, value in fact[FIELDS].items() for item in (ref(name), value)]])
+
+    def facts(self) -> dict[str, Fact]:
+        """The facts, keyed for dedupe (as ``JourneyState.facts``), in the rows' order."""
+        values = self.values
+        facts = {}
+        base = None
+        for ms, kind, source, event_id, site, department, provider, patient, fields in self.rows:
+            if base is None:
+                base = ms
+            else:
+                ms += base
+            source = values[source]
+            facts[f"{source}\x1f{event_id}"] = [ms, values[kind], source, event_id, values[site], values[department],
+                                                values[provider], values[patient],
+                                                {values[name]: value for name, value in zip(fields[::2], fields[1::2])}]
+        return facts
 
 
 def _rows(view: JourneyView, hits: list[dict[str, Any]], rule_names: list[str], version: int) -> tuple[Bundle, list[str]]:
