@@ -16,8 +16,12 @@ Table writes (:func:`write_tables_as`, :func:`drain_changelog_buffer`):
 
 - a batch holds events of several partitions, and Faust's tables find the partition
   of a write through the *current event*: it is set per partition, in this task only;
-- Faust's pre-commit flush gives up on the changelog buffer after 0.1 s, so the batch
-  waits for the buffer to drain before its events are acknowledged.
+- Faust's pre-commit flush gives up on the changelog buffer after 0.1 s, and neither it
+  nor aiokafka's flush covers the record the buffer's task has taken out but not yet
+  handed to aiokafka (``ProducerBuffer._handle_pending``), nor does aiokafka's flush
+  report a failed send; so a batch waits for the broker's acknowledgement of every record
+  it produced (changelog writes and output alike) before its events are acknowledged,
+  and a failed one fails the batch.
 
 The Kafka consumer, with three corrections:
 
@@ -141,18 +145,30 @@ def write_tables_as(event: Any) -> None:
 
 
 async def drain_changelog_buffer(app: Any) -> None:
-    """Wait until every table write of the batch is handed to the Kafka producer.
+    """Wait until the broker acknowledged every record produced so far (acks as configured):
+    the batch's table writes and its output records.
 
-    Faust queues changelog writes in a buffer that a background task drains, and its
-    pre-commit ``flush`` gives up after 0.1 s without progress, so offsets could be
-    committed for events whose new state never reached the changelog (measured: a fact
-    lost after kill -9). Draining here, before the batch's events are acknowledged,
-    keeps at-least-once true: the commit's own producer flush then waits for the
-    broker's acknowledgements.
+    Faust queues changelog writes in a buffer that a background task drains one record
+    at a time; ``buffer.size`` drops to 0 while the last record is still on its way into
+    aiokafka (waiting for room in its partition's batch), where neither Faust's pre-commit
+    flush (which also gives up after 0.1 s) nor aiokafka's flush (which waits only for
+    batches that exist when it starts, and ignores failures) waits for it: offsets could be
+    committed for events whose new state was never written (measured: a fact lost after
+    kill -9). Waiting here, before the batch's events are acknowledged, keeps
+    at-least-once true whatever the commit does. A record the broker refused, or none
+    acknowledged within ``broker_request_timeout``, raises: the batch fails
+    (:func:`each_batch` ends the process before anything is committed).
     """
-    buffer = app.producer.buffer
-    while buffer.size:
-        await asyncio.sleep(0.002)
+    pending = list(app.producer.unacknowledged)
+    if not pending:
+        return
+    timeout = app.conf.broker_request_timeout
+    # asyncio.wait, not wait_for(gather): a timeout must not cancel the sends themselves.
+    done, not_done = await asyncio.wait(pending, timeout=timeout)
+    if not_done:
+        raise TimeoutError(f"{len(not_done)} produced records not acknowledged by the broker in {timeout:g} s")
+    for future in done:
+        future.result()  # a record the broker refused fails the batch
 
 Fetched = Sequence[tuple[TP, Message]]
 
@@ -283,6 +299,27 @@ class Producer(kafka_driver.Producer):
     twice. tansu has no idempotent producer, so it stays off by default."""
 
     idempotent = False  # set by streams.worker.create_app from the settings
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # Every record handed to the producer until the broker acknowledges it (or refuses it).
+        self.unacknowledged: set[asyncio.Future[Any]] = set()
+
+    def _track(self, future: Any) -> None:
+        if not future.done():
+            self.unacknowledged.add(future)
+            future.add_done_callback(self.unacknowledged.discard)
+
+    def send_soon(self, fut: Any) -> None:
+        """Table changelog writes (``Table.send_changelog``): tracked from the moment they are queued."""
+        self._track(fut)
+        super().send_soon(fut)
+
+    async def send(self, *args: Any, **kwargs: Any) -> Any:
+        """Output, patient-update, dead-letter and rerouted records (``Topic.send``)."""
+        future = await super().send(*args, **kwargs)
+        self._track(future)
+        return future
 
     def _settings_extra(self) -> Mapping[str, Any]:
         extra = dict(super()._settings_extra())

@@ -203,9 +203,9 @@ class JourneyWorker:
         for bundle in out.bundles:
             buffer.add(bundle)
         await self._publish(buffer)
-        await drain_changelog_buffer(self.app)
         for partition, marker in markers:
             await self._acknowledge("patient", marker, marker["origin"], partition)
+        await drain_changelog_buffer(self.app)
 
     # -- journey stage ---------------------------------------------------------------------
 
